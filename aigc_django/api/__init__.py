@@ -1,0 +1,1 @@
+"""REST API (Django REST framework), mounted under ``include("aigc_django.urls")``."""

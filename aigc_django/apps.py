@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class AigcDjangoConfig(AppConfig):
+    name = "aigc_django"
+    verbose_name = _("AI-generated content")
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.contrib.auth.signals import user_logged_in
+
+        from aigc_django import checks  # noqa: F401  (registers the system checks)
+        from aigc_django.tracking.signals import merge_visitor_on_login
+
+        user_logged_in.connect(merge_visitor_on_login, dispatch_uid="aigc_merge_visitor")

@@ -1,0 +1,241 @@
+"""System checks for the ``AIGC`` settings. Every id is listed in docs/checks.md."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlparse
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.exceptions import ImproperlyConfigured
+
+from aigc_django.catalog import mapping_problems
+from aigc_django.conf import DEFAULTS, aigc_settings
+from aigc_django.tracking.events import BUILTIN_KINDS, KIND_PATTERN
+
+MIDDLEWARE_PATH = "aigc_django.tracking.middleware.VisitorMiddleware"
+RATE_PATTERN = re.compile(r"^\d+/(s|sec|second|m|min|minute|h|hour|d|day)$")
+POSITIVE_INTEGERS = (
+    ("INGEST", "BATCH_SIZE"),
+    ("INGEST", "FLUSH_INTERVAL"),
+    ("INGEST", "RECOVER_AFTER"),
+    ("API", "MAX_EVENTS_PER_BATCH"),
+    ("API", "MAX_REQUEST_BYTES"),
+    ("API", "MAX_PROPERTIES_BYTES"),
+    ("VISITOR_COOKIE", "AGE"),
+    ("RETENTION_DAYS",),
+)
+
+
+def _read(path: tuple[str, ...]) -> Any:
+    value: Any = getattr(aigc_settings, path[0])
+    for part in path[1:]:
+        value = value[part]
+    return value
+
+
+def _name(path: tuple[str, ...]) -> str:
+    return "AIGC" + "".join(f"[{p!r}]" for p in path)
+
+
+@register("aigc_django")
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    raw = getattr(settings, "AIGC", {})
+    if raw is not None and not isinstance(raw, dict):
+        return [
+            Error(
+                f"The AIGC setting must be a dict, not {type(raw).__name__}.",
+                hint='Set AIGC = {} or a dict of options, e.g. {"CONSENT": {"MODE": "implied"}}.',
+                id="aigc_django.E001",
+            )
+        ]
+    unknown = aigc_settings.unknown_keys()
+    if unknown:
+        return [
+            Error(
+                f"Unknown key {key!r} in settings.AIGC.",
+                hint=f"Known keys: {', '.join(sorted(DEFAULTS))}. Check the spelling.",
+                id="aigc_django.E002",
+            )
+            for key in unknown
+        ]
+    # Nested options of the wrong type make every later check meaningless.
+    for key, default in DEFAULTS.items():
+        if isinstance(default, dict) and not isinstance(getattr(aigc_settings, key), dict):
+            return [
+                Error(
+                    f"{_name((key,))} must be a dict.",
+                    hint=f"Known keys: {', '.join(sorted(default))}.",
+                    id="aigc_django.E001",
+                )
+            ]
+
+    errors: list[CheckMessage] = []
+    catalog = aigc_settings.CATALOG
+    if catalog is None:
+        errors.append(
+            Warning(
+                "AIGC['CATALOG'] is not set: product events carry no category and generation "
+                "has no products to write about.",
+                hint='Map your product model: {"MODEL": "shop.Product", "FIELDS": {...}}.',
+                id="aigc_django.W003",
+            )
+        )
+    for option, message in mapping_problems(catalog):
+        errors.append(
+            Error(
+                f"AIGC {option} {message}.",
+                hint="See docs/settings.md#catalog for the field mapping.",
+                id="aigc_django.E003",
+            )
+        )
+
+    if aigc_settings.CONSENT["MODE"] not in ("implied", "required"):
+        errors.append(
+            Error(
+                f"AIGC['CONSENT']['MODE'] is {aigc_settings.CONSENT['MODE']!r}.",
+                hint='Use "implied" or "required".',
+                id="aigc_django.E004",
+            )
+        )
+    try:
+        check = aigc_settings.imported("CONSENT", "CHECK")
+        if check is not None and not callable(check):
+            raise ImproperlyConfigured("AIGC['CONSENT']['CHECK'] does not name a callable.")
+    except ImproperlyConfigured as exc:
+        errors.append(
+            Error(
+                str(exc),
+                hint="Give a dotted path to a function f(request) -> bool | None.",
+                id="aigc_django.E005",
+            )
+        )
+
+    ingest = aigc_settings.INGEST
+    if ingest["MODE"] not in ("direct", "buffered"):
+        errors.append(
+            Error(
+                f"AIGC['INGEST']['MODE'] is {ingest['MODE']!r}.",
+                hint='Use "direct" or "buffered".',
+                id="aigc_django.E006",
+            )
+        )
+    buffer = ingest["BUFFER"]
+    if buffer != "memory" and (
+        not isinstance(buffer, str) or urlparse(buffer).scheme not in ("redis", "rediss", "unix")
+    ):
+        errors.append(
+            Error(
+                f"AIGC['INGEST']['BUFFER'] is {buffer!r}.",
+                hint='Use "memory" or a Redis URL such as "redis://127.0.0.1:6379/0".',
+                id="aigc_django.E007",
+            )
+        )
+    elif ingest["MODE"] == "buffered" and buffer == "memory" and not settings.DEBUG:
+        errors.append(
+            Warning(
+                "Buffered ingestion keeps events in each process's memory: a process that is "
+                "killed loses up to BATCH_SIZE events.",
+                hint='Point AIGC["INGEST"]["BUFFER"] at Redis, or use "MODE": "direct".',
+                id="aigc_django.W002",
+            )
+        )
+
+    for path in POSITIVE_INTEGERS:
+        value = _read(path)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            errors.append(
+                Error(
+                    f"{_name(path)} is {value!r}.",
+                    hint="It must be a positive whole number.",
+                    id="aigc_django.E008",
+                )
+            )
+
+    kinds = aigc_settings.CUSTOM_EVENT_KINDS
+    if not isinstance(kinds, list | tuple):
+        kinds = [kinds]
+    for kind in kinds:
+        if not isinstance(kind, str) or not KIND_PATTERN.match(kind) or kind in BUILTIN_KINDS:
+            errors.append(
+                Error(
+                    f"AIGC['CUSTOM_EVENT_KINDS'] has the invalid kind {kind!r}.",
+                    hint="Kinds are lower-case slugs (a-z, 0-9, _; at most 40 characters) that "
+                    f"are not builtin kinds ({', '.join(sorted(BUILTIN_KINDS))}).",
+                    id="aigc_django.E009",
+                )
+            )
+
+    rate = aigc_settings.API["INGEST_RATE"]
+    if rate is not None and (not isinstance(rate, str) or not RATE_PATTERN.match(rate)):
+        errors.append(
+            Error(
+                f"AIGC['API']['INGEST_RATE'] is {rate!r}.",
+                hint='Use a DRF rate such as "120/min", or None for no limit.',
+                id="aigc_django.E010",
+            )
+        )
+
+    for pattern in aigc_settings.BOT_USER_AGENTS:
+        try:
+            re.compile(pattern)
+        except (re.error, TypeError) as exc:
+            errors.append(
+                Error(
+                    f"AIGC['BOT_USER_AGENTS'] has the invalid pattern {pattern!r}: {exc}.",
+                    hint="Each entry is a Python regular expression.",
+                    id="aigc_django.E011",
+                )
+            )
+
+    samesite = aigc_settings.VISITOR_COOKIE["SAMESITE"]
+    if samesite not in ("Lax", "Strict", "None", None):
+        errors.append(
+            Error(
+                f"AIGC['VISITOR_COOKIE']['SAMESITE'] is {samesite!r}.",
+                hint='Use "Lax", "Strict", "None" or None.',
+                id="aigc_django.E012",
+            )
+        )
+    if samesite == "None" and not aigc_settings.VISITOR_COOKIE["SECURE"]:
+        errors.append(
+            Error(
+                "AIGC['VISITOR_COOKIE'] has SAMESITE 'None' without SECURE: browsers drop it.",
+                hint='Set "SECURE": True, or use SAMESITE "Lax".',
+                id="aigc_django.E012",
+            )
+        )
+
+    tokens = aigc_settings.API["TOKENS"]
+    if not isinstance(tokens, list | tuple) or not all(isinstance(t, str) for t in tokens):
+        errors.append(
+            Error(
+                "AIGC['API']['TOKENS'] must be a list of strings.",
+                hint="Each string is a secret that server-to-server callers send.",
+                id="aigc_django.E013",
+            )
+        )
+    elif any(len(t) < 32 for t in tokens):
+        errors.append(
+            Warning(
+                "AIGC['API']['TOKENS'] has a secret shorter than 32 characters.",
+                hint="Generate one with: python -c 'import secrets; print(secrets.token_urlsafe())'",
+                id="aigc_django.W004",
+            )
+        )
+    return errors
+
+
+@register("aigc_django")
+def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    if MIDDLEWARE_PATH in getattr(settings, "MIDDLEWARE", []):
+        return []
+    return [
+        Warning(
+            "VisitorMiddleware is not in MIDDLEWARE: visitors get no cookie and track() "
+            "records nothing for new visitors.",
+            hint=f"Add {MIDDLEWARE_PATH!r} to MIDDLEWARE, after SessionMiddleware.",
+            id="aigc_django.W001",
+        )
+    ]

@@ -1,0 +1,176 @@
+"""The ``AIGC`` settings dict, read at call time.
+
+Every option lives under one dict in the project's settings::
+
+    AIGC = {
+        "CATALOG": {"MODEL": "shop.Product", "FIELDS": {"key": "sku", ...}},
+        "CONSENT": {"MODE": "required"},
+    }
+
+``aigc_settings.CONSENT["MODE"]`` returns the project's value merged over the default.
+Values are looked up on every access and the cache is dropped on ``setting_changed``, so
+``override_settings(AIGC=...)`` works in tests. Unknown keys raise ``ImproperlyConfigured``
+naming the key (the system checks report the same as ``aigc_django.E002``).
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
+
+# Nested dicts are merged key by key with the project's values; every other value is replaced.
+DEFAULTS: dict[str, Any] = {
+    # Maps the host project's product model to what the app needs. See aigc_django.catalog.
+    "CATALOG": None,
+    "VISITOR_COOKIE": {
+        "NAME": "aigc_vid",
+        "AGE": int(timedelta(days=365).total_seconds()),
+        "SECURE": False,
+        "SAMESITE": "Lax",
+        "DOMAIN": None,
+    },
+    "CONSENT": {
+        # "implied": track unless the visitor said no; "required": track only after a yes.
+        "MODE": "implied",
+        # Cookie holding the visitor's answer: "1"/"yes"/"granted" or "0"/"no"/"denied".
+        "COOKIE": "aigc_consent",
+        # Optional dotted path to ``f(request) -> bool | None``; None falls back to the cookie.
+        "CHECK": None,
+    },
+    "HONOR_DO_NOT_TRACK": True,
+    "HONOR_GLOBAL_PRIVACY_CONTROL": True,
+    # Case-insensitive regular expressions matched against the User-Agent header.
+    "BOT_USER_AGENTS": [
+        r"bot\b",
+        r"bot/",
+        r"crawl",
+        r"spider",
+        r"slurp",
+        r"facebookexternalhit",
+        r"^curl/",
+        r"^wget/",
+        r"python-requests",
+        r"python-urllib",
+        r"httpclient",
+        r"scrapy",
+        r"lighthouse",
+        r"pingdom",
+        r"uptime",
+    ],
+    # Extra event kinds the project records besides the builtin ones.
+    "CUSTOM_EVENT_KINDS": [],
+    "INGEST": {
+        # "direct": every track() writes at once; "buffered": events collect in a buffer and
+        # are written in bulk (PostgreSQL COPY) by size, by the flush task and at shutdown.
+        "MODE": "direct",
+        # Where buffered events wait: "memory" (per process) or a redis:// URL (shared and
+        # durable across process deaths).
+        "BUFFER": "memory",
+        "BATCH_SIZE": 1000,
+        # Seconds a memory buffer may hold an event before the next track() flushes it.
+        "FLUSH_INTERVAL": 5,
+        # Seconds after which a batch that a flusher took but never finished is written again.
+        "RECOVER_AFTER": 300,
+        "REDIS_KEY_PREFIX": "aigc:events",
+    },
+    "API": {
+        "MAX_EVENTS_PER_BATCH": 500,
+        "MAX_REQUEST_BYTES": 256 * 1024,
+        "MAX_PROPERTIES_BYTES": 4 * 1024,
+        # DRF rate string per visitor (or per token for server-to-server calls).
+        "INGEST_RATE": "120/min",
+        # Secrets accepted in "Authorization: Token <secret>" for server-to-server ingestion.
+        "TOKENS": [],
+    },
+    "RETENTION_DAYS": 395,
+    # The Celery queue for the app's CPU tasks.
+    "CELERY_QUEUE": "aigc",
+}
+
+# Options whose string values are dotted import paths, imported on access.
+IMPORT_STRINGS: set[tuple[str, ...]] = {("CONSENT", "CHECK")}
+
+
+class AigcSettings:
+    """Attribute access to ``settings.AIGC`` merged over :data:`DEFAULTS`."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] = {}
+
+    @property
+    def user_settings(self) -> dict[str, Any]:
+        value = getattr(settings, "AIGC", {})
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ImproperlyConfigured(
+                f"The AIGC setting must be a dict, not {type(value).__name__}."
+            )
+        return value
+
+    def unknown_keys(self) -> list[str]:
+        """Dotted names of keys in ``settings.AIGC`` that the app does not know."""
+        found = []
+        for key, value in self.user_settings.items():
+            if key not in DEFAULTS:
+                found.append(key)
+            elif isinstance(DEFAULTS[key], dict) and isinstance(value, dict):
+                found += [f"{key}.{sub}" for sub in value if sub not in DEFAULTS[key]]
+        return found
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name not in DEFAULTS:
+            raise AttributeError(f"Unknown AIGC setting: {name!r}")
+        if name in self._cache:
+            return self._cache[name]
+        unknown = self.unknown_keys()
+        if unknown:
+            raise ImproperlyConfigured(
+                f"Unknown key(s) in settings.AIGC: {', '.join(sorted(unknown))}. "
+                f"Known keys: {', '.join(sorted(DEFAULTS))}."
+            )
+        default = DEFAULTS[name]
+        value = self.user_settings.get(name, default)
+        if isinstance(default, dict) and isinstance(value, dict):
+            value = {**copy.deepcopy(default), **value}
+        self._cache[name] = value
+        return value
+
+    def imported(self, *path: str) -> Any:
+        """The object a dotted-path option names (None when the option is None)."""
+        value: Any = getattr(self, path[0])
+        for part in path[1:]:
+            value = value[part]
+        if value is None or callable(value):
+            return value
+        try:
+            return import_string(value)
+        except ImportError as exc:
+            raise ImproperlyConfigured(
+                f"AIGC[{']['.join(repr(p) for p in path)}] = {value!r} cannot be imported: {exc}"
+            ) from exc
+
+    def reload(self) -> None:
+        self._cache.clear()
+
+
+aigc_settings = AigcSettings()
+
+
+def _reload_on_change(*, setting: str, **kwargs: Any) -> None:
+    if setting == "AIGC":
+        aigc_settings.reload()
+        from aigc_django import catalog
+        from aigc_django.tracking import ingest
+
+        catalog.get_catalog.cache_clear()
+        ingest.reset_buffer()
+
+
+setting_changed.connect(_reload_on_change)

@@ -1,0 +1,123 @@
+"""Generation, moderation and delivery stages: placements and what fills them."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from aigc_django.models.profiles import Segment
+
+
+class Slot(models.Model):
+    """A placement on the site that generated content fills."""
+
+    class Kind(models.TextChoices):
+        BANNER = "banner", _("banner")
+        COPY = "copy", _("copy")
+
+    key = models.SlugField(_("key"), max_length=64, unique=True)
+    name = models.CharField(_("name"), max_length=120)
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices, default=Kind.BANNER)
+    sizes = models.JSONField(
+        _("sizes"),
+        default=list,
+        blank=True,
+        help_text=_("Banner sizes as [width, height] pairs, e.g. [[1200, 400], [600, 600]]."),
+    )
+    copy_fields = models.JSONField(
+        _("copy fields"),
+        default=dict,
+        blank=True,
+        help_text=_('Maximum length per field, e.g. {"headline": 60, "body": 160, "cta": 24}.'),
+    )
+    brief = models.TextField(_("brief"), blank=True, default="")
+    variants_per_segment = models.PositiveSmallIntegerField(_("variants per segment"), default=3)
+    fallback = models.JSONField(_("fallback content"), default=dict, blank=True)
+    link = models.CharField(_("link"), max_length=500, blank=True, default="")
+    active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        verbose_name = _("slot")
+        verbose_name_plural = _("slots")
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Variant(models.Model):
+    """One generated piece of content for a (slot, segment) pair."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("pending")
+        APPROVED = "approved", _("approved")
+        REJECTED = "rejected", _("rejected")
+        ARCHIVED = "archived", _("archived")
+
+    slot = models.ForeignKey(
+        Slot, on_delete=models.CASCADE, related_name="variants", verbose_name=_("slot")
+    )
+    segment = models.ForeignKey(
+        Segment, on_delete=models.CASCADE, related_name="variants", verbose_name=_("segment")
+    )
+    job = models.ForeignKey(
+        "aigc_django.GenerationJob",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="variants",
+        verbose_name=_("job"),
+    )
+    copy = models.JSONField(_("copy"), default=dict, blank=True)
+    image = models.ImageField(_("image"), upload_to="aigc/variants/", blank=True)
+    renditions = models.JSONField(_("renditions"), default=dict, blank=True)
+    alt_text = models.CharField(_("alt text"), max_length=250, blank=True, default="")
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True
+    )
+    safety = models.JSONField(_("safety report"), default=dict, blank=True)
+    provenance = models.JSONField(_("provenance"), default=dict, blank=True)
+    impressions = models.PositiveIntegerField(_("impressions"), default=0)
+    clicks = models.PositiveIntegerField(_("clicks"), default=0)
+    conversions = models.PositiveIntegerField(_("conversions"), default=0)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("variant")
+        verbose_name_plural = _("variants")
+        indexes = [
+            models.Index(fields=["slot", "segment", "status"], name="aigc_variant_lookup"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.slot_id}/{self.segment_id} #{self.pk}"
+
+
+class Review(models.Model):
+    """An editor's decision on a variant: the audit trail."""
+
+    variant = models.ForeignKey(
+        Variant, on_delete=models.CASCADE, related_name="reviews", verbose_name=_("variant")
+    )
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="aigc_reviews",
+        verbose_name=_("reviewer"),
+    )
+    action = models.CharField(_("action"), max_length=32)
+    status_before = models.CharField(_("status before"), max_length=16)
+    status_after = models.CharField(_("status after"), max_length=16)
+    note = models.TextField(_("note"), blank=True, default="")
+    created_at = models.DateTimeField(_("time"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("review")
+        verbose_name_plural = _("reviews")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.action} on {self.variant_id}"

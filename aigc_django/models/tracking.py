@@ -1,0 +1,113 @@
+"""Tracking stage: who the visitor is and what they did."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class EventKind(models.TextChoices):
+    PAGE_VIEW = "page_view", _("page view")
+    PRODUCT_VIEW = "product_view", _("product view")
+    CATEGORY_VIEW = "category_view", _("category view")
+    SEARCH = "search", _("search")
+    ADD_TO_CART = "add_to_cart", _("add to cart")
+    REMOVE_FROM_CART = "remove_from_cart", _("remove from cart")
+    PURCHASE = "purchase", _("purchase")
+    IMPRESSION = "impression", _("impression")
+    CLICK = "click", _("click")
+
+
+class Visitor(models.Model):
+    """A pseudonymous visitor, named by the UUID in the signed ``aigc_vid`` cookie."""
+
+    class Consent(models.TextChoices):
+        UNKNOWN = "unknown", _("unknown")
+        GRANTED = "granted", _("granted")
+        DENIED = "denied", _("denied")
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="aigc_visitors",
+        verbose_name=_("user"),
+        help_text=_("The account this visitor logged in as, if any."),
+    )
+    merged_into = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="merged_visitors",
+        verbose_name=_("merged into"),
+        help_text=_("Set when this anonymous visitor logged in and was merged into the user's."),
+    )
+    consent = models.CharField(
+        _("consent"), max_length=16, choices=Consent.choices, default=Consent.UNKNOWN
+    )
+    first_seen = models.DateTimeField(_("first seen"), default=timezone.now)
+    last_seen = models.DateTimeField(_("last seen"), default=timezone.now, db_index=True)
+    is_bot = models.BooleanField(_("is a bot"), default=False)
+
+    class Meta:
+        verbose_name = _("visitor")
+        verbose_name_plural = _("visitors")
+
+    def __str__(self) -> str:
+        return str(self.id)
+
+
+class Event(models.Model):
+    """One thing a visitor did. Written in bulk by :mod:`aigc_django.tracking.ingest`."""
+
+    id = models.BigAutoField(primary_key=True)
+    visitor = models.ForeignKey(
+        Visitor, on_delete=models.CASCADE, related_name="events", verbose_name=_("visitor")
+    )
+    kind = models.CharField(
+        _("kind"), max_length=40, help_text=_("A builtin kind or one of CUSTOM_EVENT_KINDS.")
+    )
+    item_key = models.CharField(_("item"), max_length=128, blank=True, default="")
+    category_key = models.CharField(_("category"), max_length=128, blank=True, default="")
+    value = models.FloatField(
+        _("value"), null=True, blank=True, help_text=_("Money for purchases and carts.")
+    )
+    properties = models.JSONField(_("properties"), default=dict, blank=True)
+    occurred_at = models.DateTimeField(_("occurred at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("event")
+        verbose_name_plural = _("events")
+        indexes = [
+            models.Index(fields=["visitor", "occurred_at"], name="aigc_event_visitor_time"),
+            models.Index(fields=["occurred_at"], name="aigc_event_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.item_key or self.category_key}".strip()
+
+
+class IngestBatch(models.Model):
+    """Marks a buffered batch as written, in the same transaction as its events.
+
+    A flusher that dies after committing leaves its batch in the buffer; the next flusher
+    finds this row and drops the batch instead of writing it twice.
+    """
+
+    key = models.CharField(_("key"), max_length=64, unique=True)
+    size = models.PositiveIntegerField(_("events"))
+    written_at = models.DateTimeField(_("written at"), default=timezone.now, db_index=True)
+
+    class Meta:
+        verbose_name = _("ingest batch")
+        verbose_name_plural = _("ingest batches")
+
+    def __str__(self) -> str:
+        return self.key

@@ -1,0 +1,46 @@
+"""Celery tasks: thin wrappers that call services.
+
+A reusable app never creates a Celery app; the project's app picks these up through
+``app.autodiscover_tasks()``. Route them to the ``AIGC["CELERY_QUEUE"]`` queue ("aigc").
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+
+@shared_task(name="aigc_django.flush_events", acks_late=True, ignore_result=True)
+def flush_events() -> int:
+    """Write buffered events in bulk (and batches a dead flusher left behind)."""
+    from aigc_django.tracking.ingest import flush_buffer
+
+    return flush_buffer()
+
+
+@shared_task(name="aigc_django.purge_events", acks_late=True, ignore_result=True)
+def purge_events() -> dict:
+    """Delete events older than ``AIGC["RETENTION_DAYS"]`` and visitors left with none."""
+    from aigc_django.tracking.privacy import purge
+
+    return purge()
+
+
+def beat_schedule(flush_every: float = 10.0) -> dict:
+    """Entries for ``CELERY_BEAT_SCHEDULE``: ``CELERY_BEAT_SCHEDULE = {**beat_schedule()}``."""
+    from celery.schedules import crontab
+
+    from aigc_django.conf import aigc_settings
+
+    options = {"queue": aigc_settings.CELERY_QUEUE}
+    return {
+        "aigc-flush-events": {
+            "task": "aigc_django.flush_events",
+            "schedule": flush_every,
+            "options": options,
+        },
+        "aigc-purge-events": {
+            "task": "aigc_django.purge_events",
+            "schedule": crontab(hour=3, minute=17),
+            "options": options,
+        },
+    }

@@ -1,0 +1,1 @@
+"""Tracking stage: recognise visitors and record what they do."""

@@ -1,0 +1,132 @@
+"""Validation of events: one function shared by ``track()`` and the ingest API.
+
+A clean event is a small JSON-serializable dict (it may wait in a Redis buffer)::
+
+    {"visitor": "<uuid>", "kind": "product_view", "item": "sku-1", "category": "shoes",
+     "value": None, "properties": {}, "occurred_at": "2026-11-30T12:00:00+00:00"}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aigc_django.conf import aigc_settings
+from aigc_django.exceptions import InvalidEvent
+from aigc_django.models.tracking import EventKind
+
+BUILTIN_KINDS = frozenset(EventKind.values)
+KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+FIELDS = frozenset({"kind", "item", "category", "value", "properties", "occurred_at"})
+MAX_KEY_LENGTH = 128
+# Clocks drift: a browser a few minutes ahead is not an error.
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+
+
+def allowed_kinds() -> frozenset[str]:
+    return BUILTIN_KINDS | frozenset(aigc_settings.CUSTOM_EVENT_KINDS)
+
+
+def _key(data: dict[str, Any], field: str) -> str:
+    value = data.get(field)
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InvalidEvent(field, "must be a string")
+    value = str(value)
+    if len(value) > MAX_KEY_LENGTH:
+        raise InvalidEvent(field, f"is longer than {MAX_KEY_LENGTH} characters")
+    return value
+
+
+def clean_event(
+    data: Any,
+    *,
+    visitor_id: uuid.UUID | str | None,
+    allow_visitor_field: bool = False,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Validate one raw event and return it clean; raise :class:`InvalidEvent` naming the field.
+
+    ``allow_visitor_field`` lets server-to-server callers name the visitor in the event
+    itself (``"visitor": "<uuid>"``); a browser's events always belong to its cookie.
+    """
+    if not isinstance(data, dict):
+        raise InvalidEvent("", "must be a JSON object")
+    known = FIELDS | {"visitor"} if allow_visitor_field else FIELDS
+    for field in data:
+        if field not in known:
+            raise InvalidEvent(str(field), "is not a known field")
+
+    if allow_visitor_field and data.get("visitor") is not None:
+        try:
+            visitor_id = uuid.UUID(str(data["visitor"]))
+        except ValueError:
+            raise InvalidEvent("visitor", "must be a UUID") from None
+    if visitor_id is None:
+        raise InvalidEvent("visitor", "is required")
+
+    kind = data.get("kind")
+    if not isinstance(kind, str) or not kind:
+        raise InvalidEvent("kind", "is required and must be a string")
+    if kind not in allowed_kinds():
+        raise InvalidEvent(
+            "kind", f"{kind[:40]!r} is not a builtin kind or one of CUSTOM_EVENT_KINDS"
+        )
+
+    value = data.get("value")
+    if value is not None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidEvent("value", "must be a number")
+        value = float(value)
+        if not math.isfinite(value):
+            raise InvalidEvent("value", "must be finite")
+
+    properties = data.get("properties")
+    if properties is None:
+        properties = {}
+    elif not isinstance(properties, dict):
+        raise InvalidEvent("properties", "must be a JSON object")
+    else:
+        limit = aigc_settings.API["MAX_PROPERTIES_BYTES"]
+        try:
+            size = len(json.dumps(properties, separators=(",", ":")))
+        except (TypeError, ValueError):
+            raise InvalidEvent("properties", "must be JSON-serializable") from None
+        if size > limit:
+            raise InvalidEvent("properties", f"is {size} bytes, more than the limit of {limit}")
+
+    now = now or datetime.now(UTC)
+    occurred_at = data.get("occurred_at")
+    if occurred_at is None:
+        when = now
+    else:
+        if isinstance(occurred_at, datetime):
+            when = occurred_at
+        elif isinstance(occurred_at, str):
+            try:
+                when = datetime.fromisoformat(occurred_at)
+            except ValueError:
+                raise InvalidEvent("occurred_at", "must be an ISO 8601 date and time") from None
+        else:
+            raise InvalidEvent("occurred_at", "must be an ISO 8601 date and time")
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        if when > now + MAX_CLOCK_SKEW:
+            raise InvalidEvent("occurred_at", "is in the future")
+        if when < now - timedelta(days=aigc_settings.RETENTION_DAYS):
+            raise InvalidEvent("occurred_at", "is older than the retention window")
+
+    return {
+        "visitor": str(visitor_id),
+        "kind": kind,
+        "item": _key(data, "item"),
+        "category": _key(data, "category"),
+        "value": value,
+        "properties": properties,
+        "occurred_at": when.isoformat(),
+    }

@@ -1,0 +1,359 @@
+"""Event ingestion: buffered, bulk writes that lose nothing and duplicate nothing.
+
+``record(events)`` takes clean events (see :mod:`aigc_django.tracking.events`):
+
+* ``INGEST["MODE"] = "direct"`` writes them at once, in one bulk statement.
+* ``"buffered"`` appends them to a buffer that is written in bulk when it reaches
+  ``BATCH_SIZE``, whenever the ``aigc_django.flush_events`` task runs, and at shutdown.
+
+The buffer is per process (``BUFFER = "memory"``) or a Redis list (``BUFFER =
+"redis://..."``). A Redis flusher moves a batch to its own key before writing it and writes
+the events together with an :class:`IngestBatch` row in one transaction, so a flusher that dies
+at any point leaves a batch that the next flush writes exactly once. When Redis or the Celery
+broker is unreachable, events are written directly and a warning is logged.
+
+On PostgreSQL (psycopg 3) events are written with ``COPY``; elsewhere with ``bulk_create``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from django.db import IntegrityError, connections, router, transaction
+
+from aigc_django.conf import aigc_settings
+from aigc_django.models.tracking import Event, IngestBatch, Visitor
+
+logger = logging.getLogger("aigc_django.tracking")
+
+EVENT_COLUMNS = (
+    "visitor_id",
+    "kind",
+    "item_key",
+    "category_key",
+    "value",
+    "properties",
+    "occurred_at",
+)
+# Keep IN lists and bulk statements well inside every backend's parameter limit.
+CHUNK = 5000
+
+
+# --------------------------------------------------------------------------------- writing
+
+
+def _rows(events: Iterable[dict[str, Any]]) -> tuple[list[tuple], dict[str, tuple]]:
+    """Event rows in column order and the first/last time each visitor was seen."""
+    rows = []
+    seen: dict[str, tuple[datetime, datetime]] = {}
+    for event in events:
+        when = event["occurred_at"]
+        if isinstance(when, str):
+            when = datetime.fromisoformat(when)
+        visitor = event["visitor"]
+        rows.append(
+            (
+                visitor,
+                event["kind"],
+                event.get("item") or "",
+                event.get("category") or "",
+                event.get("value"),
+                event.get("properties") or {},
+                when,
+            )
+        )
+        first, last = seen.get(visitor, (when, when))
+        seen[visitor] = (min(first, when), max(last, when))
+    return rows, seen
+
+
+def _upsert_visitors(seen: dict[str, tuple[datetime, datetime]], using: str) -> dict[str, str]:
+    """Create missing visitors, move last_seen on; return {merged id: id it was merged into}."""
+    ids = list(seen)
+    Visitor.objects.using(using).bulk_create(
+        [Visitor(id=vid, first_seen=first, last_seen=last) for vid, (first, last) in seen.items()],
+        update_conflicts=True,
+        unique_fields=["id"],
+        update_fields=["last_seen"],
+        batch_size=CHUNK // 4,
+    )
+    merged: dict[str, str] = {}
+    for start in range(0, len(ids), CHUNK):
+        pairs = (
+            Visitor.objects.using(using)
+            .filter(id__in=ids[start : start + CHUNK], merged_into__isnull=False)
+            .values_list("id", "merged_into_id")
+        )
+        merged.update((str(a), str(b)) for a, b in pairs)
+    return merged
+
+
+def _copy_rows(rows: Sequence[tuple], using: str) -> bool:
+    """Write rows with PostgreSQL COPY; False when the connection cannot (not psycopg 3)."""
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return False
+    with connection.cursor() as cursor:
+        raw = cursor.cursor
+        if not hasattr(raw, "copy"):
+            return False
+        table = connection.ops.quote_name(Event._meta.db_table)
+        columns = ", ".join(connection.ops.quote_name(c) for c in EVENT_COLUMNS)
+        with raw.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row[:5] + (json.dumps(row[5]),) + row[6:])
+    return True
+
+
+def write_events(events: Sequence[dict[str, Any]], *, batch_key: str | None = None) -> int:
+    """Write clean events in one transaction and return how many were written.
+
+    With ``batch_key`` the batch is written at most once: a second call with the same key
+    writes nothing and returns 0.
+    """
+    if not events:
+        return 0
+    using = router.db_for_write(Event)
+    rows, seen = _rows(events)
+    try:
+        with transaction.atomic(using=using):
+            if batch_key is not None:
+                IngestBatch.objects.using(using).create(key=batch_key, size=len(rows))
+            merged = _upsert_visitors(seen, using)
+            if merged:
+                rows = [(merged.get(r[0], r[0]),) + r[1:] for r in rows]
+            if not _copy_rows(rows, using):
+                Event.objects.using(using).bulk_create(
+                    [Event(**dict(zip(EVENT_COLUMNS, row, strict=True))) for row in rows],
+                    batch_size=CHUNK // len(EVENT_COLUMNS),
+                )
+    except IntegrityError:
+        if (
+            batch_key is not None
+            and IngestBatch.objects.using(using).filter(key=batch_key).exists()
+        ):
+            logger.info("Batch %s was already written; dropped the copy.", batch_key)
+            return 0
+        raise
+    return len(rows)
+
+
+# --------------------------------------------------------------------------------- buffers
+
+
+@dataclass
+class Batch:
+    key: str
+    events: list[dict[str, Any]]
+
+
+class MemoryBuffer:
+    """Events waiting in this process. A killed process loses what it holds."""
+
+    def __init__(self) -> None:
+        self._events: list[dict[str, Any]] = []
+        self._oldest: float | None = None
+        self._lock = threading.Lock()
+
+    def push(self, events: Sequence[dict[str, Any]]) -> int:
+        with self._lock:
+            if not self._events:
+                self._oldest = time.monotonic()
+            self._events.extend(events)
+            return len(self._events)
+
+    def age(self) -> float:
+        oldest = self._oldest
+        return time.monotonic() - oldest if oldest is not None and self._events else 0.0
+
+    def take(self, limit: int) -> Batch | None:
+        with self._lock:
+            if not self._events:
+                return None
+            taken, self._events = self._events[:limit], self._events[limit:]
+            if not self._events:
+                self._oldest = None
+        return Batch(uuid.uuid4().hex, taken)
+
+    def finish(self, batch: Batch) -> None:
+        pass
+
+    def give_back(self, batch: Batch) -> None:
+        with self._lock:
+            self._events[:0] = batch.events
+            self._oldest = self._oldest or time.monotonic()
+
+    def stale(self) -> list[Batch]:
+        return []
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+
+# Moves up to ARGV[1] events from the queue to a batch key and notes when, atomically.
+TAKE_SCRIPT = """
+local events = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
+if #events == 0 then return events end
+redis.call('LTRIM', KEYS[1], #events, -1)
+for i = 1, #events, 500 do
+  redis.call('RPUSH', KEYS[2], unpack(events, i, math.min(i + 499, #events)))
+end
+redis.call('ZADD', KEYS[3], ARGV[2], KEYS[2])
+return events
+"""
+
+
+class RedisBuffer:
+    """Events waiting in a Redis list, shared by every process and durable across deaths."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        import redis
+
+        self.client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self.queue = f"{prefix}:queue"
+        self.taken = f"{prefix}:taken"
+        self.batch_prefix = f"{prefix}:batch:"
+        self.flush_flag = f"{prefix}:flush-scheduled"
+        self._take = self.client.register_script(TAKE_SCRIPT)
+
+    def push(self, events: Sequence[dict[str, Any]]) -> int:
+        return int(self.client.rpush(self.queue, *[json.dumps(e) for e in events]))
+
+    def take(self, limit: int) -> Batch | None:
+        key = f"{self.batch_prefix}{uuid.uuid4().hex}"
+        raw = self._take(keys=[self.queue, key, self.taken], args=[limit, time.time()])
+        if not raw:
+            return None
+        return Batch(key.removeprefix(self.batch_prefix), [json.loads(e) for e in raw])
+
+    def finish(self, batch: Batch) -> None:
+        key = f"{self.batch_prefix}{batch.key}"
+        self.client.pipeline().delete(key).zrem(self.taken, key).execute()
+
+    def give_back(self, batch: Batch) -> None:
+        # The batch stays under its own key; the next flush after RECOVER_AFTER retries it.
+        pass
+
+    def stale(self) -> list[Batch]:
+        cutoff = time.time() - aigc_settings.INGEST["RECOVER_AFTER"]
+        batches = []
+        for raw_key in self.client.zrangebyscore(self.taken, "-inf", cutoff):
+            key = raw_key.decode()
+            events = [json.loads(e) for e in self.client.lrange(key, 0, -1)]
+            batches.append(Batch(key.removeprefix(self.batch_prefix), events))
+        return batches
+
+    def claim_flush(self) -> bool:
+        """True for the one caller that should schedule a flush in the next few seconds."""
+        return bool(self.client.set(self.flush_flag, "1", nx=True, ex=5))
+
+    def __len__(self) -> int:
+        return int(self.client.llen(self.queue))
+
+
+Buffer = MemoryBuffer | RedisBuffer
+
+
+@lru_cache(maxsize=1)
+def get_buffer() -> Buffer:
+    """The buffer named by ``INGEST["BUFFER"]``, one per process."""
+    setting = aigc_settings.INGEST["BUFFER"]
+    if setting == "memory":
+        buffer = MemoryBuffer()
+        _memory_buffers.append(buffer)
+        return buffer
+    return RedisBuffer(setting, aigc_settings.INGEST["REDIS_KEY_PREFIX"])
+
+
+_memory_buffers: list[MemoryBuffer] = []
+
+
+def reset_buffer() -> None:
+    """Forget the buffer (settings changed); a memory buffer is flushed first."""
+    if get_buffer.cache_info().currsize:
+        buffer = get_buffer()
+        if isinstance(buffer, MemoryBuffer):
+            if len(buffer):
+                flush_buffer(buffer)
+            _memory_buffers.remove(buffer)
+    get_buffer.cache_clear()
+
+
+# -------------------------------------------------------------------------------- flushing
+
+
+def flush_buffer(buffer: Buffer | None = None) -> int:
+    """Write everything waiting in the buffer, batches that died mid-flush included."""
+    buffer = buffer or get_buffer()
+    written = 0
+    for batch in buffer.stale():
+        written += write_events(batch.events, batch_key=batch.key)
+        buffer.finish(batch)
+        logger.warning("Recovered batch %s of %d events.", batch.key, len(batch.events))
+    size = aigc_settings.INGEST["BATCH_SIZE"]
+    while (batch := buffer.take(size)) is not None:
+        try:
+            written += write_events(batch.events, batch_key=batch.key)
+        except Exception:
+            buffer.give_back(batch)
+            raise
+        buffer.finish(batch)
+    return written
+
+
+def _schedule_flush() -> None:
+    from aigc_django.tasks import flush_events
+
+    try:
+        flush_events.apply_async(queue=aigc_settings.CELERY_QUEUE, retry=False)
+    except Exception as exc:
+        logger.warning("Celery broker unreachable (%s); flushing events in this process.", exc)
+        flush_buffer()
+
+
+def record(events: Sequence[dict[str, Any]]) -> None:
+    """Store clean events the way ``INGEST`` says."""
+    if not events:
+        return
+    ingest = aigc_settings.INGEST
+    if ingest["MODE"] != "buffered":
+        write_events(events)
+        return
+    buffer = get_buffer()
+    try:
+        waiting = buffer.push(events)
+    except Exception as exc:
+        logger.warning("Event buffer unreachable (%s); wrote %d events directly.", exc, len(events))
+        write_events(events)
+        return
+    if isinstance(buffer, MemoryBuffer):
+        if waiting >= ingest["BATCH_SIZE"] or buffer.age() >= ingest["FLUSH_INTERVAL"]:
+            flush_buffer(buffer)
+    elif waiting >= ingest["BATCH_SIZE"]:
+        try:
+            claimed = buffer.claim_flush()
+        except Exception as exc:  # the events are safe in Redis; the flush task will come
+            logger.warning("Could not schedule an event flush: %s", exc)
+            return
+        if claimed:
+            _schedule_flush()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    for buffer in _memory_buffers:
+        if len(buffer):
+            try:
+                flush_buffer(buffer)
+            except Exception:
+                logger.exception("Could not flush %d buffered events at exit.", len(buffer))

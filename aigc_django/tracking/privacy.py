@@ -1,0 +1,111 @@
+"""A visitor's data: export, erasure, and the retention purge."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from aigc_django.conf import aigc_settings
+from aigc_django.models import Event, IngestBatch, Profile, Visitor
+from aigc_django.tracking import ingest
+
+logger = logging.getLogger("aigc_django.tracking")
+
+
+def _visitor_ids(visitor_id: uuid.UUID | str) -> list[uuid.UUID]:
+    """The visitor and every anonymous visitor that was merged into it."""
+    root = uuid.UUID(str(visitor_id))
+    ids = [root]
+    ids += Visitor.objects.filter(merged_into_id=root).values_list("id", flat=True)
+    return ids
+
+
+def _flush_quietly() -> None:
+    # Buffered events of this visitor must be in the database before export or erasure.
+    if aigc_settings.INGEST["MODE"] == "buffered":
+        try:
+            ingest.flush_buffer()
+        except Exception as exc:
+            logger.warning("Could not flush buffered events first: %s", exc)
+
+
+def export_visitor(visitor_id: uuid.UUID | str) -> dict[str, Any] | None:
+    """Everything stored about one visitor, as JSON-ready data; None if unknown."""
+    _flush_quietly()
+    visitor = Visitor.objects.filter(id=visitor_id).first()
+    if visitor is None:
+        return None
+    ids = _visitor_ids(visitor.id)
+    events = Event.objects.filter(visitor_id__in=ids).order_by("occurred_at", "id")
+    profile = Profile.objects.filter(visitor=visitor).select_related("segment").first()
+    return {
+        "visitor": {
+            "id": str(visitor.id),
+            "user": visitor.user_id,
+            "consent": visitor.consent,
+            "first_seen": visitor.first_seen.isoformat(),
+            "last_seen": visitor.last_seen.isoformat(),
+            "merged_visitors": [str(i) for i in ids[1:]],
+        },
+        "profile": None
+        if profile is None
+        else {
+            "interests": profile.interests,
+            "recency_days": profile.recency_days,
+            "frequency": profile.frequency,
+            "monetary": profile.monetary,
+            "segment": profile.segment.key if profile.segment_id else None,
+            "built_at": profile.built_at.isoformat(),
+        },
+        "events": [
+            {
+                "kind": e.kind,
+                "item": e.item_key,
+                "category": e.category_key,
+                "value": e.value,
+                "properties": e.properties,
+                "occurred_at": e.occurred_at.isoformat(),
+            }
+            for e in events.iterator(chunk_size=2000)
+        ],
+    }
+
+
+def erase_visitor(visitor_id: uuid.UUID | str) -> dict[str, int]:
+    """Delete one visitor, the visitors merged into it, their events and profiles."""
+    _flush_quietly()
+    with transaction.atomic():
+        ids = _visitor_ids(visitor_id)
+        events = Event.objects.filter(visitor_id__in=ids).delete()[0]
+        visitors = Visitor.objects.filter(id__in=ids).count()
+        Visitor.objects.filter(id__in=ids).delete()
+    return {"visitors": visitors, "events": events}
+
+
+def purge(now: datetime | None = None, days: int | None = None, chunk: int = 10_000) -> dict:
+    """Delete events older than the retention window, then visitors left with nothing.
+
+    Deletes in chunks so that a large purge does not hold one long transaction.
+    """
+    now = now or timezone.now()
+    days = aigc_settings.RETENTION_DAYS if days is None else days
+    cutoff = now - timedelta(days=days)
+    events = 0
+    while True:
+        ids = list(
+            Event.objects.filter(occurred_at__lt=cutoff).values_list("id", flat=True)[:chunk]
+        )
+        if not ids:
+            break
+        events += Event.objects.filter(id__in=ids).delete()[0]
+    stale = Visitor.objects.filter(last_seen__lt=cutoff, user__isnull=True, events__isnull=True)
+    visitors = stale.count()
+    stale.delete()
+    # Batch markers only guard against a retry within RECOVER_AFTER; a day is plenty.
+    IngestBatch.objects.filter(written_at__lt=now - timedelta(days=1)).delete()
+    return {"events": events, "visitors": visitors, "cutoff": cutoff.isoformat()}

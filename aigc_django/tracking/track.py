@@ -1,0 +1,78 @@
+"""``track()``: record what a visitor did from a view."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db import DatabaseError, models
+from django.http import HttpRequest
+
+from aigc_django.catalog import get_catalog
+from aigc_django.tracking import ingest
+from aigc_django.tracking.events import clean_event
+from aigc_django.tracking.visitors import visitor_id_for
+
+logger = logging.getLogger("aigc_django.tracking")
+
+
+def _item_keys(item: Any, category: Any) -> tuple[Any, Any]:
+    if isinstance(category, models.Model):
+        category = str(category.pk)
+    if not isinstance(item, models.Model):
+        return item, category
+    catalog = get_catalog()
+    if catalog is not None and isinstance(item, catalog.model):
+        return catalog.item_key(item), category or catalog.category_key(item)
+    return str(item.pk), category
+
+
+def track(
+    request: HttpRequest | None,
+    kind: str,
+    *,
+    item: Any = None,
+    category: Any = None,
+    value: float | None = None,
+    properties: dict[str, Any] | None = None,
+    occurred_at: datetime | None = None,
+    visitor: uuid.UUID | str | None = None,
+) -> bool:
+    """Record one event for the visitor of ``request`` (or the explicit ``visitor`` id).
+
+    ``item`` may be a product of the configured catalog (its key and category are read
+    through ``AIGC["CATALOG"]``) or a key string. Returns True when the event was recorded,
+    False when the visitor is not tracked (bot, Do-Not-Track, GPC, no consent) or the
+    database refused the write (logged; a page never fails because of tracking).
+
+    Raises :class:`aigc_django.exceptions.InvalidEvent` for a programming error such as an
+    unknown kind or a value of the wrong type.
+    """
+    visitor_id = (
+        visitor
+        if visitor is not None
+        else (visitor_id_for(request) if request is not None else None)
+    )
+    if visitor_id is None:
+        return False
+    item_key, category_key = _item_keys(item, category)
+    event = clean_event(
+        {
+            "kind": kind,
+            "item": item_key,
+            "category": category_key,
+            "value": float(value) if isinstance(value, Decimal) else value,
+            "properties": properties,
+            "occurred_at": occurred_at,
+        },
+        visitor_id=visitor_id,
+    )
+    try:
+        ingest.record([event])
+    except DatabaseError:
+        logger.exception("Could not record a %s event.", kind)
+        return False
+    return True

@@ -1,0 +1,138 @@
+"""Who the visitor is, and whether they may be tracked at all."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from functools import lru_cache
+
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+
+from aigc_django.conf import aigc_settings
+from aigc_django.models.tracking import Event, Visitor
+
+COOKIE_SALT = "aigc_django.visitor"
+YES = frozenset({"1", "yes", "true", "granted", "accept", "accepted"})
+NO = frozenset({"0", "no", "false", "denied", "reject", "rejected"})
+
+
+@lru_cache(maxsize=8)
+def _bot_pattern(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE)
+
+
+def is_bot(request: HttpRequest) -> bool:
+    user_agent = request.headers.get("User-Agent", "").strip()
+    if not user_agent:
+        return True
+    patterns = tuple(aigc_settings.BOT_USER_AGENTS)
+    return bool(patterns) and bool(_bot_pattern(patterns).search(user_agent))
+
+
+def consent_given(request: HttpRequest) -> bool | None:
+    """The visitor's answer: True, False, or None when they have not said."""
+    check = aigc_settings.imported("CONSENT", "CHECK")
+    if check is not None:
+        answer = check(request)
+        if answer is not None:
+            return bool(answer)
+    raw = request.COOKIES.get(aigc_settings.CONSENT["COOKIE"], "").strip().lower()
+    if raw in YES:
+        return True
+    if raw in NO:
+        return False
+    return None
+
+
+def may_track(request: HttpRequest) -> bool:
+    """Whether this request may carry a visitor cookie and record events."""
+    if aigc_settings.HONOR_DO_NOT_TRACK and request.headers.get("DNT") == "1":
+        return False
+    if aigc_settings.HONOR_GLOBAL_PRIVACY_CONTROL and request.headers.get("Sec-GPC") == "1":
+        return False
+    if is_bot(request):
+        return False
+    consent = consent_given(request)
+    if aigc_settings.CONSENT["MODE"] == "required":
+        return consent is True
+    return consent is not False
+
+
+def read_visitor_cookie(request: HttpRequest) -> uuid.UUID | None:
+    raw = request.get_signed_cookie(
+        aigc_settings.VISITOR_COOKIE["NAME"], default=None, salt=COOKIE_SALT
+    )
+    if not raw:
+        return None
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        return None
+
+
+def set_visitor_cookie(response: HttpResponse, visitor_id: uuid.UUID) -> None:
+    cookie = aigc_settings.VISITOR_COOKIE
+    response.set_signed_cookie(
+        cookie["NAME"],
+        str(visitor_id),
+        salt=COOKIE_SALT,
+        max_age=cookie["AGE"],
+        secure=cookie["SECURE"],
+        samesite=cookie["SAMESITE"],
+        domain=cookie["DOMAIN"],
+        httponly=True,
+    )
+
+
+def delete_visitor_cookie(response: HttpResponse) -> None:
+    cookie = aigc_settings.VISITOR_COOKIE
+    response.delete_cookie(cookie["NAME"], domain=cookie["DOMAIN"], samesite=cookie["SAMESITE"])
+
+
+def visitor_id_for(request: HttpRequest) -> uuid.UUID | None:
+    """The id of the visitor making this request, or None when they are not tracked."""
+    if hasattr(request, "aigc_visitor_id"):
+        return request.aigc_visitor_id
+    # Without VisitorMiddleware: only visitors who already carry a cookie are known.
+    return read_visitor_cookie(request) if may_track(request) else None
+
+
+def get_visitor(visitor_id: uuid.UUID | None) -> Visitor | None:
+    """The Visitor row for an id, created on first use, following merges."""
+    if visitor_id is None:
+        return None
+    visitor, _ = Visitor.objects.get_or_create(id=visitor_id)
+    while visitor.merged_into_id is not None:
+        visitor = visitor.merged_into
+    return visitor
+
+
+def merge_into_user(visitor_id: uuid.UUID, user) -> uuid.UUID:
+    """Attach an anonymous visitor to ``user``; return the id the browser should now carry.
+
+    A user who already has a visitor keeps it: the anonymous visitor's events move there and
+    the anonymous row remembers where it went (events still in a buffer follow it).
+    """
+    with transaction.atomic():
+        existing = (
+            Visitor.objects.select_for_update()
+            .filter(user=user, merged_into__isnull=True)
+            .order_by("first_seen")
+            .first()
+        )
+        anonymous, _ = Visitor.objects.select_for_update().get_or_create(id=visitor_id)
+        if anonymous.merged_into_id is not None:
+            return anonymous.merged_into_id
+        if existing is None or existing.pk == anonymous.pk:
+            if anonymous.user_id != user.pk:
+                anonymous.user = user
+                anonymous.save(update_fields=["user"])
+            return anonymous.pk
+        Event.objects.filter(visitor=anonymous).update(visitor=existing)
+        anonymous.merged_into = existing
+        anonymous.save(update_fields=["merged_into"])
+        existing.first_seen = min(existing.first_seen, anonymous.first_seen)
+        existing.last_seen = max(existing.last_seen, anonymous.last_seen)
+        existing.save(update_fields=["first_seen", "last_seen"])
+        return existing.pk

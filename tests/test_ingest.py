@@ -1,0 +1,222 @@
+"""Buffered and direct ingestion: bulk writes that lose nothing and duplicate nothing."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from aigc_django import track
+from aigc_django.models import Event, IngestBatch, Visitor
+from aigc_django.tracking import ingest
+from aigc_django.tracking.events import clean_event
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def make_events(count: int, visitors: int = 3) -> list[dict]:
+    ids = [uuid.uuid4() for _ in range(visitors)]
+    start = datetime.now(UTC) - timedelta(hours=1)
+    return [
+        clean_event(
+            {
+                "kind": "product_view",
+                "item": f"sku-{i}",
+                "category": "shoes",
+                "properties": {"n": i, "text": 'tab\there, newline\n, quote " and \\ slash'},
+                "occurred_at": (start + timedelta(seconds=i)).isoformat(),
+            },
+            visitor_id=ids[i % visitors],
+        )
+        for i in range(count)
+    ]
+
+
+def test_write_events_stores_every_field_and_creates_visitors():
+    events = make_events(10)
+    assert ingest.write_events(events) == 10
+    stored = list(Event.objects.order_by("occurred_at"))
+    assert [e.item_key for e in stored] == [f"sku-{i}" for i in range(10)]
+    assert stored[3].properties == events[3]["properties"]
+    assert stored[3].occurred_at == datetime.fromisoformat(events[3]["occurred_at"])
+    assert Visitor.objects.count() == 3
+    first = Visitor.objects.get(id=events[0]["visitor"])
+    assert first.first_seen == stored[0].occurred_at
+    assert first.last_seen == stored[9].occurred_at
+
+
+def test_write_events_uses_copy_on_postgresql(postgres):
+    events = make_events(2500, visitors=50)
+    with CaptureQueriesContext(connection) as queries:
+        assert ingest.write_events(events) == 2500
+    statements = " ".join(q["sql"] for q in queries).upper()
+    assert 'INSERT INTO "AIGC_DJANGO_EVENT"' not in statements
+    assert Event.objects.count() == 2500
+    assert Event.objects.filter(properties__n=2499).count() == 1
+
+
+def test_a_batch_key_is_written_once():
+    events = make_events(5)
+    assert ingest.write_events(events, batch_key="batch-1") == 5
+    assert ingest.write_events(events, batch_key="batch-1") == 0
+    assert Event.objects.count() == 5
+    assert IngestBatch.objects.get().size == 5
+
+
+def test_a_failed_write_stores_nothing():
+    events = make_events(4)
+    events[2]["visitor"] = "not-a-uuid"
+    with pytest.raises(Exception):
+        ingest.write_events(events, batch_key="bad")
+    assert Event.objects.count() == 0
+    assert not IngestBatch.objects.exists()
+
+
+def test_events_of_a_merged_visitor_follow_it():
+    user_visitor = Visitor.objects.create()
+    anonymous = Visitor.objects.create(merged_into=user_visitor)
+    event = make_events(1)[0]
+    event["visitor"] = str(anonymous.pk)
+    ingest.write_events([event])
+    assert Event.objects.get().visitor_id == user_visitor.pk
+
+
+def test_direct_mode_writes_at_once():
+    track(None, "page_view", visitor=uuid.uuid4())
+    assert Event.objects.count() == 1
+
+
+def test_memory_buffer_flushes_by_size(aigc):
+    aigc(INGEST={"MODE": "buffered", "BATCH_SIZE": 3, "FLUSH_INTERVAL": 3600})
+    visitor = uuid.uuid4()
+    track(None, "page_view", visitor=visitor)
+    track(None, "page_view", visitor=visitor)
+    assert Event.objects.count() == 0
+    track(None, "page_view", visitor=visitor)
+    assert Event.objects.count() == 3
+
+
+def test_memory_buffer_flushes_by_time(aigc, monkeypatch):
+    aigc(INGEST={"MODE": "buffered", "BATCH_SIZE": 100, "FLUSH_INTERVAL": 5})
+    visitor = uuid.uuid4()
+    track(None, "page_view", visitor=visitor)
+    assert Event.objects.count() == 0
+    buffer = ingest.get_buffer()
+    monkeypatch.setattr(buffer, "_oldest", buffer._oldest - 10)
+    track(None, "page_view", visitor=visitor)
+    assert Event.objects.count() == 2
+
+
+def test_memory_buffer_flushes_at_exit_and_by_the_task(aigc):
+    from aigc_django.tasks import flush_events
+
+    aigc(INGEST={"MODE": "buffered", "BATCH_SIZE": 100, "FLUSH_INTERVAL": 3600})
+    track(None, "page_view", visitor=uuid.uuid4())
+    ingest._flush_at_exit()
+    assert Event.objects.count() == 1
+    track(None, "page_view", visitor=uuid.uuid4())
+    assert flush_events() == 1
+    assert Event.objects.count() == 2
+
+
+def test_memory_buffer_keeps_events_when_the_write_fails(aigc, monkeypatch):
+    aigc(INGEST={"MODE": "buffered", "BATCH_SIZE": 100, "FLUSH_INTERVAL": 3600})
+    track(None, "page_view", visitor=uuid.uuid4())
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(ingest, "write_events", broken)
+    with pytest.raises(RuntimeError):
+        ingest.flush_buffer()
+    monkeypatch.undo()
+    assert ingest.flush_buffer() == 1
+    assert Event.objects.count() == 1
+
+
+# ------------------------------------------------------------------------ Redis buffer
+
+
+@pytest.fixture
+def redis_buffered(aigc, redis_url):
+    aigc(INGEST={"MODE": "buffered", "BUFFER": redis_url, "BATCH_SIZE": 4, "RECOVER_AFTER": 60})
+    return ingest.get_buffer()
+
+
+def test_redis_buffer_holds_events_until_flushed(redis_buffered):
+    visitor = uuid.uuid4()
+    for _ in range(3):
+        track(None, "page_view", visitor=visitor)
+    assert len(redis_buffered) == 3
+    assert Event.objects.count() == 0
+    assert ingest.flush_buffer() == 3
+    assert Event.objects.count() == 3
+    assert len(redis_buffered) == 0
+
+
+def test_redis_buffer_schedules_a_flush_at_batch_size(redis_buffered):
+    # CELERY_TASK_ALWAYS_EAGER: the scheduled task runs here and now.
+    visitor = uuid.uuid4()
+    for _ in range(4):
+        track(None, "page_view", visitor=visitor)
+    assert Event.objects.count() == 4
+
+
+def test_flusher_dying_before_commit_loses_nothing(redis_buffered, monkeypatch):
+    redis_buffered.push(make_events(3))
+    batch = redis_buffered.take(10)  # the flusher took the batch ... and died.
+    assert batch is not None and len(redis_buffered) == 0
+    assert ingest.flush_buffer() == 0  # too early to call it dead
+    monkeypatch.setattr(redis_buffered, "take", redis_buffered.take)
+    import time
+
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 120)
+    assert ingest.flush_buffer() == 3
+    assert Event.objects.count() == 3
+    assert redis_buffered.stale() == []
+
+
+def test_flusher_dying_after_commit_duplicates_nothing(redis_buffered, monkeypatch):
+    redis_buffered.push(make_events(3))
+    batch = redis_buffered.take(10)
+    ingest.write_events(batch.events, batch_key=batch.key)  # committed ... and died.
+    import time
+
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 120)
+    assert ingest.flush_buffer() == 0
+    assert Event.objects.count() == 3
+    assert redis_buffered.stale() == []
+
+
+def test_redis_down_falls_back_to_a_direct_write(aigc, caplog):
+    aigc(INGEST={"MODE": "buffered", "BUFFER": "redis://127.0.0.1:1/0"})
+    with caplog.at_level(logging.WARNING, logger="aigc_django.tracking"):
+        assert track(None, "page_view", visitor=uuid.uuid4())
+    assert Event.objects.count() == 1
+    assert "wrote 1 events directly" in caplog.text
+
+
+def test_broker_down_flushes_in_process(redis_buffered, settings, caplog):
+    from aigc_django.tasks import flush_events
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    flush_events.app.conf.task_always_eager = False
+    broker = flush_events.app.conf.broker_url
+    flush_events.app.conf.broker_url = "redis://127.0.0.1:1/0"
+    flush_events.app.pool.force_close_all()
+    try:
+        with caplog.at_level(logging.WARNING, logger="aigc_django.tracking"):
+            for _ in range(4):
+                track(None, "page_view", visitor=uuid.uuid4())
+    finally:
+        flush_events.app.conf.task_always_eager = True
+        flush_events.app.conf.broker_url = broker
+        flush_events.app.pool.force_close_all()
+    assert Event.objects.count() == 4
+    assert "broker unreachable" in caplog.text

@@ -1,0 +1,11 @@
+from django.urls import include, path
+
+from tests.shopapp import views
+
+urlpatterns = [
+    path("aigc/", include("aigc_django.urls")),
+    path("product/<str:sku>/", views.product, name="product"),
+    path("plain/", views.plain, name="plain"),
+    path("visitor/", views.visitor, name="visitor"),
+    path("login/", views.login_view, name="login"),
+]
