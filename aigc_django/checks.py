@@ -220,7 +220,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         errors.append(
             Warning(
                 "AIGC['API']['TOKENS'] has a secret shorter than 32 characters.",
-                hint="Generate one with: python -c 'import secrets; print(secrets.token_urlsafe())'",
+                hint="Make one with: python -c 'import secrets; print(secrets.token_urlsafe())'",
                 id="aigc_django.W004",
             )
         )

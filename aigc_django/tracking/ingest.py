@@ -111,7 +111,7 @@ def _copy_rows(rows: Sequence[tuple], using: str) -> bool:
         columns = ", ".join(connection.ops.quote_name(c) for c in EVENT_COLUMNS)
         with raw.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
             for row in rows:
-                copy.write_row(row[:5] + (json.dumps(row[5]),) + row[6:])
+                copy.write_row((*row[:5], json.dumps(row[5]), *row[6:]))
     return True
 
 
@@ -131,7 +131,7 @@ def write_events(events: Sequence[dict[str, Any]], *, batch_key: str | None = No
                 IngestBatch.objects.using(using).create(key=batch_key, size=len(rows))
             merged = _upsert_visitors(seen, using)
             if merged:
-                rows = [(merged.get(r[0], r[0]),) + r[1:] for r in rows]
+                rows = [(merged.get(r[0], r[0]), *r[1:]) for r in rows]
             if not _copy_rows(rows, using):
                 Event.objects.using(using).bulk_create(
                     [Event(**dict(zip(EVENT_COLUMNS, row, strict=True))) for row in rows],
