@@ -101,3 +101,11 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {"aigc_django": {"handlers": ["console"], "level": "WARNING"}},
 }
+
+# A Celery worker started by a test shares the test's Redis buffer.
+if os.environ.get("AIGC_TEST_INGEST_BUFFER"):
+    AIGC["INGEST"] = {
+        "MODE": "buffered",
+        "BUFFER": os.environ["AIGC_TEST_INGEST_BUFFER"],
+        "RECOVER_AFTER": int(os.environ.get("AIGC_TEST_RECOVER_AFTER", "300")),
+    }

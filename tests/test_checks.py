@@ -1,0 +1,165 @@
+"""Every system check id, under override_settings."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.test import override_settings
+
+from aigc_django.checks import check_middleware, check_settings
+from tests import settings as test_settings
+
+BASE = test_settings.AIGC
+
+
+def ids(**aigc) -> list[str]:
+    with override_settings(AIGC={**BASE, **aigc}):
+        return [m.id for m in check_settings()]
+
+
+def test_the_test_settings_are_clean():
+    assert ids() == []
+    assert check_middleware() == []
+
+
+def test_e001_not_a_dict():
+    with override_settings(AIGC=["CATALOG"]):
+        assert [m.id for m in check_settings()] == ["aigc_django.E001"]
+    assert ids(INGEST="buffered") == ["aigc_django.E001"]
+
+
+def test_e002_unknown_keys_top_level_and_nested():
+    with override_settings(AIGC={**BASE, "CATALOUGE": {}, "INGEST": {"MOD": "direct"}}):
+        messages = check_settings()
+    assert [m.id for m in messages] == ["aigc_django.E002", "aigc_django.E002"]
+    assert "'CATALOUGE'" in messages[0].msg and "'INGEST.MOD'" in messages[1].msg
+    assert "CATALOG" in messages[0].hint
+
+
+@pytest.mark.parametrize(
+    ("catalog", "names"),
+    [
+        ({"MODEL": "shopapp.Nope", "FIELDS": {}}, "CATALOG.MODEL"),
+        ({"MODEL": "Product", "FIELDS": {}}, "CATALOG.MODEL"),
+        (
+            {"MODEL": "shopapp.Product", "FIELDS": {"key": "sku", "title": "name"}},
+            "FIELDS.category",
+        ),
+        (
+            {
+                "MODEL": "shopapp.Product",
+                "FIELDS": {"key": "sku", "title": "nmae", "category": "category__slug"},
+            },
+            "FIELDS.title 'nmae'",
+        ),
+        (
+            {
+                "MODEL": "shopapp.Product",
+                "FIELDS": {"key": "sku", "title": "name", "category": "category__colour"},
+            },
+            "shopapp.Category has no field or attribute 'colour'",
+        ),
+        (
+            {
+                "MODEL": "shopapp.Product",
+                "FIELDS": {"key": "sku", "title": "name", "category": "category", "colour": "x"},
+            },
+            "FIELDS.colour is not a catalog field",
+        ),
+        (
+            {
+                "MODEL": "shopapp.Product",
+                "QUERYSET": "tests.nowhere.products",
+                "FIELDS": {"key": "sku", "title": "name", "category": "category"},
+            },
+            "CATALOG.QUERYSET",
+        ),
+        ("shopapp.Product", "must be a dict"),
+    ],
+)
+def test_e003_bad_catalog_mapping_names_the_field(catalog, names):
+    with override_settings(AIGC={**BASE, "CATALOG": catalog}):
+        messages = check_settings()
+    assert [m.id for m in messages] == ["aigc_django.E003"]
+    assert names in messages[0].msg
+
+
+def test_w003_no_catalog():
+    assert ids(CATALOG=None) == ["aigc_django.W003"]
+
+
+def test_e004_consent_mode():
+    assert ids(CONSENT={"MODE": "opt-in"}) == ["aigc_django.E004"]
+
+
+def test_e005_consent_check_not_importable():
+    assert ids(CONSENT={"CHECK": "tests.nowhere.check"}) == ["aigc_django.E005"]
+    assert ids(CONSENT={"CHECK": "tests.settings.SECRET_KEY"}) == ["aigc_django.E005"]
+
+
+def test_e006_ingest_mode():
+    assert ids(INGEST={"MODE": "async"}) == ["aigc_django.E006"]
+
+
+def test_e007_buffer_url():
+    assert ids(INGEST={"BUFFER": "memcached://x"}) == ["aigc_django.E007"]
+
+
+def test_w002_memory_buffer_in_production(settings):
+    settings.DEBUG = False
+    assert ids(INGEST={"MODE": "buffered"}) == ["aigc_django.W002"]
+    assert ids(INGEST={"MODE": "buffered", "BUFFER": "redis://127.0.0.1:6379/0"}) == []
+    settings.DEBUG = True
+    assert ids(INGEST={"MODE": "buffered"}) == []
+
+
+@pytest.mark.parametrize(
+    "aigc",
+    [
+        {"INGEST": {"BATCH_SIZE": 0}},
+        {"INGEST": {"FLUSH_INTERVAL": "5"}},
+        {"API": {"MAX_REQUEST_BYTES": -1}},
+        {"API": {"MAX_EVENTS_PER_BATCH": True}},
+        {"RETENTION_DAYS": 0},
+        {"VISITOR_COOKIE": {"AGE": 1.5}},
+    ],
+)
+def test_e008_limits_must_be_positive_integers(aigc):
+    assert ids(**aigc) == ["aigc_django.E008"]
+
+
+@pytest.mark.parametrize("kind", ["Wishlist", "purchase", "with space", "x" * 41, 7])
+def test_e009_custom_kinds(kind):
+    assert ids(CUSTOM_EVENT_KINDS=[kind]) == ["aigc_django.E009"]
+
+
+def test_e010_rate():
+    assert ids(API={"INGEST_RATE": "lots"}) == ["aigc_django.E010"]
+    assert ids(API={"INGEST_RATE": None}) == []
+
+
+def test_e011_bot_pattern():
+    assert ids(BOT_USER_AGENTS=["bot(", "crawl"]) == ["aigc_django.E011"]
+
+
+def test_e012_samesite():
+    assert ids(VISITOR_COOKIE={"SAMESITE": "lax-ish"}) == ["aigc_django.E012"]
+    assert ids(VISITOR_COOKIE={"SAMESITE": "None"}) == ["aigc_django.E012"]
+    assert ids(VISITOR_COOKIE={"SAMESITE": "None", "SECURE": True}) == []
+
+
+def test_e013_tokens_and_w004_short_tokens():
+    assert ids(API={"TOKENS": "secret"}) == ["aigc_django.E013"]
+    assert ids(API={"TOKENS": ["short"]}) == ["aigc_django.W004"]
+
+
+def test_w001_middleware_missing(settings):
+    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if "aigc" not in m]
+    assert [m.id for m in check_middleware()] == ["aigc_django.W001"]
+
+
+def test_errors_stop_manage_py_check():
+    with override_settings(AIGC={**BASE, "CONSENT": {"MODE": "nope"}}):
+        with pytest.raises(SystemCheckError, match=r"aigc_django\.E004"):
+            call_command("check")
