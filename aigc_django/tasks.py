@@ -25,13 +25,15 @@ def purge_events() -> dict:
     return purge()
 
 
-def beat_schedule(flush_every: float = 10.0) -> dict:
-    """Entries for ``CELERY_BEAT_SCHEDULE``: ``CELERY_BEAT_SCHEDULE = {**beat_schedule()}``."""
+def beat_schedule(queue: str = "aigc", flush_every: float = 10.0) -> dict:
+    """Entries for ``CELERY_BEAT_SCHEDULE``, e.g. ``CELERY_BEAT_SCHEDULE = {**beat_schedule()}``.
+
+    Safe to call inside settings.py: it reads no settings (pass the queue of
+    ``AIGC["CELERY_QUEUE"]`` if you changed it).
+    """
     from celery.schedules import crontab
 
-    from aigc_django.conf import aigc_settings
-
-    options = {"queue": aigc_settings.CELERY_QUEUE}
+    options = {"queue": queue}
     return {
         "aigc-flush-events": {
             "task": "aigc_django.flush_events",

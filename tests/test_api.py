@@ -203,5 +203,12 @@ def test_erase_needs_the_csrf_token(csrf_browser):
     assert Event.objects.count() == 1
 
 
+def test_export_is_json_even_for_a_browser_asking_for_html(csrf_browser):
+    post(csrf_browser, good_events(1))
+    response = csrf_browser.get("/aigc/api/me/", headers={"Accept": "text/html,*/*"})
+    assert response["Content-Type"] == "application/json"
+    assert len(response.json()["events"]) == 1
+
+
 def test_export_without_data_is_404(browser):
     assert browser.get("/aigc/api/me/").status_code == 404

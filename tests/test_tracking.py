@@ -187,12 +187,18 @@ def test_track_records_keys_value_and_properties(product):
     assert Visitor.objects.get().last_seen >= when
 
 
-def test_track_rejects_unknown_kinds_and_bad_values(product):
+def test_track_raises_for_an_unknown_kind(product):
     with pytest.raises(InvalidEvent, match="kind"):
         track(None, "product_veiw", item=product, visitor=uuid.uuid4())
-    with pytest.raises(InvalidEvent, match="value"):
-        track(None, "purchase", value="a lot", visitor=uuid.uuid4())
     assert Event.objects.count() == 0
+
+
+def test_track_drops_events_with_bad_visitor_input_and_logs(caplog):
+    long_query = {"query": "x" * 10_000}
+    assert track(None, "search", properties=long_query, visitor=uuid.uuid4()) is False
+    assert track(None, "purchase", value="a lot", visitor=uuid.uuid4()) is False
+    assert Event.objects.count() == 0
+    assert "Dropped a search event: properties" in caplog.text
 
 
 def test_track_without_request_or_visitor_records_nothing(product):

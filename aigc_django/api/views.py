@@ -10,6 +10,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
 from django.middleware.csrf import CsrfViewMiddleware
 from rest_framework import status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -53,6 +54,8 @@ class BrowserOrTokenView(APIView):
 
     authentication_classes: list = []
     permission_classes: list = []
+    # JSON only: a browser opening /aigc/api/me/ downloads the data, not an HTML page.
+    renderer_classes = [JSONRenderer]
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         request.aigc_token = _token(request)

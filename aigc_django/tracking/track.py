@@ -12,6 +12,7 @@ from django.db import DatabaseError, models
 from django.http import HttpRequest
 
 from aigc_django.catalog import get_catalog
+from aigc_django.exceptions import InvalidEvent
 from aigc_django.tracking import ingest
 from aigc_django.tracking.events import clean_event
 from aigc_django.tracking.visitors import visitor_id_for
@@ -48,8 +49,9 @@ def track(
     False when the visitor is not tracked (bot, Do-Not-Track, GPC, no consent) or the
     database refused the write (logged; a page never fails because of tracking).
 
-    Raises :class:`aigc_django.exceptions.InvalidEvent` for a programming error such as an
-    unknown kind or a value of the wrong type.
+    Raises :class:`aigc_django.exceptions.InvalidEvent` for an unknown ``kind`` (a
+    programming error). Any other invalid field, which may come from a visitor's input (a
+    search query over ``MAX_PROPERTIES_BYTES``, say), is logged and the event dropped.
     """
     visitor_id = (
         visitor
@@ -59,17 +61,23 @@ def track(
     if visitor_id is None:
         return False
     item_key, category_key = _item_keys(item, category)
-    event = clean_event(
-        {
-            "kind": kind,
-            "item": item_key,
-            "category": category_key,
-            "value": float(value) if isinstance(value, Decimal) else value,
-            "properties": properties,
-            "occurred_at": occurred_at,
-        },
-        visitor_id=visitor_id,
-    )
+    try:
+        event = clean_event(
+            {
+                "kind": kind,
+                "item": item_key,
+                "category": category_key,
+                "value": float(value) if isinstance(value, Decimal) else value,
+                "properties": properties,
+                "occurred_at": occurred_at,
+            },
+            visitor_id=visitor_id,
+        )
+    except InvalidEvent as exc:
+        if exc.field == "kind":
+            raise
+        logger.warning("Dropped a %s event: %s", kind, exc)
+        return False
     try:
         ingest.record([event])
     except DatabaseError:

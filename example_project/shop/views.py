@@ -1,0 +1,144 @@
+"""The storefront's pages. Each one tells aigc_django what the visitor did with ``track()``."""
+
+import secrets
+
+from django.contrib import messages
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from aigc_django import track
+from shop.cart import Cart
+from shop.models import Category, Product
+
+# Longer queries are cut before they are stored (events keep small properties).
+MAX_QUERY_LENGTH = 100
+
+
+def _products() -> QuerySet[Product]:
+    return Product.objects.select_related("category")
+
+
+def _back(request: HttpRequest, fallback: str) -> HttpResponse:
+    """Redirect to the form's ``next`` field when it points at this site, else to fallback."""
+    target = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return redirect(target)
+    return redirect(fallback)
+
+
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    track(request, "page_view", properties={"page": "home"})
+    categories = Category.objects.all()
+    featured = [
+        product
+        for category in categories
+        if (product := _products().filter(category=category).first()) is not None
+    ]
+    return render(request, "shop/home.html", {"categories": categories, "featured": featured})
+
+
+@require_GET
+def category(request: HttpRequest, slug: str) -> HttpResponse:
+    category = get_object_or_404(Category, slug=slug)
+    track(request, "category_view", category=category.slug)
+    products = _products().filter(category=category)
+    return render(request, "shop/category.html", {"category": category, "products": products})
+
+
+@require_GET
+def product(request: HttpRequest, sku: str) -> HttpResponse:
+    product = get_object_or_404(_products(), sku=sku)
+    track(request, "product_view", item=product)
+    related = _products().filter(category=product.category).exclude(pk=product.pk)[:4]
+    return render(request, "shop/product.html", {"product": product, "related": related})
+
+
+@require_GET
+def search(request: HttpRequest) -> HttpResponse:
+    query = request.GET.get("q", "").strip()[:MAX_QUERY_LENGTH]
+    results = Product.objects.none()
+    if query:
+        results = _products().filter(
+            Q(name__icontains=query)
+            | Q(description__icontains=query)
+            | Q(category__name__icontains=query)
+        )
+        track(request, "search", properties={"query": query, "results": results.count()})
+    return render(request, "shop/search.html", {"query": query, "results": results})
+
+
+@require_GET
+def cart(request: HttpRequest) -> HttpResponse:
+    track(request, "page_view", properties={"page": "cart"})
+    lines = Cart(request.session).lines()
+    return render(request, "shop/cart.html", {"lines": lines, "total": Cart.total(lines)})
+
+
+@require_POST
+def cart_add(request: HttpRequest, sku: str) -> HttpResponse:
+    product = get_object_or_404(_products(), sku=sku)
+    Cart(request.session).add(product)
+    track(request, "add_to_cart", item=product, value=product.price, properties={"quantity": 1})
+    messages.success(request, f"Added {product.name} to your cart.")
+    return _back(request, "shop:cart")
+
+
+@require_POST
+def cart_remove(request: HttpRequest, sku: str) -> HttpResponse:
+    product = get_object_or_404(_products(), sku=sku)
+    removed = Cart(request.session).remove(product)
+    if removed:
+        track(
+            request,
+            "remove_from_cart",
+            item=product,
+            value=product.price * removed,
+            properties={"quantity": removed},
+        )
+        messages.info(request, f"Removed {product.name} from your cart.")
+    return _back(request, "shop:cart")
+
+
+@require_http_methods(["GET", "POST"])
+def checkout(request: HttpRequest) -> HttpResponse:
+    basket = Cart(request.session)
+    lines = basket.lines()
+    total = Cart.total(lines)
+    if not lines:
+        return redirect("shop:cart")
+    if request.method == "POST":
+        # A demo shop: placing the order takes no payment and stores no order row.
+        order = secrets.token_hex(4).upper()
+        track(
+            request,
+            "purchase",
+            value=total,
+            properties={
+                "order": order,
+                "items": {line.product.sku: line.quantity for line in lines},
+            },
+        )
+        basket.clear()
+        request.session["last_order"] = {"order": order, "total": str(total)}
+        return redirect("shop:checkout-done")
+    return render(request, "shop/checkout.html", {"lines": lines, "total": total})
+
+
+@require_GET
+def checkout_done(request: HttpRequest) -> HttpResponse:
+    last_order = request.session.get("last_order")
+    if last_order is None:
+        return redirect("shop:home")
+    return render(request, "shop/checkout_done.html", {"last_order": last_order})
+
+
+@require_GET
+def your_data(request: HttpRequest) -> HttpResponse:
+    # Nothing is tracked here: this page is about what is tracked.
+    return render(request, "shop/your_data.html", {"tracking": request.aigc_tracking})
