@@ -10,9 +10,10 @@ class AigcDjangoConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django.contrib.auth.signals import user_logged_in
+        from django.contrib.auth.signals import user_logged_in, user_logged_out
 
         from aigc_django import checks  # noqa: F401  (registers the system checks)
-        from aigc_django.tracking.signals import merge_visitor_on_login
+        from aigc_django.tracking.signals import merge_visitor_on_login, new_visitor_on_logout
 
         user_logged_in.connect(merge_visitor_on_login, dispatch_uid="aigc_merge_visitor")
+        user_logged_out.connect(new_visitor_on_logout, dispatch_uid="aigc_new_visitor")

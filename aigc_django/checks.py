@@ -155,7 +155,14 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
 
     kinds = aigc_settings.CUSTOM_EVENT_KINDS
     if not isinstance(kinds, list | tuple):
-        kinds = [kinds]
+        errors.append(
+            Error(
+                f"AIGC['CUSTOM_EVENT_KINDS'] is {kinds!r}.",
+                hint='It must be a list, e.g. ["wishlist"].',
+                id="aigc_django.E009",
+            )
+        )
+        kinds = []
     for kind in kinds:
         if not isinstance(kind, str) or not KIND_PATTERN.match(kind) or kind in BUILTIN_KINDS:
             errors.append(
@@ -177,7 +184,17 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
         )
 
-    for pattern in aigc_settings.BOT_USER_AGENTS:
+    patterns = aigc_settings.BOT_USER_AGENTS
+    if not isinstance(patterns, list | tuple):
+        errors.append(
+            Error(
+                f"AIGC['BOT_USER_AGENTS'] is {patterns!r}.",
+                hint="It must be a list of regular expressions.",
+                id="aigc_django.E011",
+            )
+        )
+        patterns = []
+    for pattern in patterns:
         try:
             re.compile(pattern)
         except (re.error, TypeError) as exc:

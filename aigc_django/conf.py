@@ -89,6 +89,40 @@ DEFAULTS: dict[str, Any] = {
         "TOKENS": [],
     },
     "RETENTION_DAYS": 395,
+    "PROFILES": {
+        # Interest in a category halves every HALF_LIFE_DAYS without new activity.
+        "HALF_LIFE_DAYS": 14.0,
+        # How much one event of each kind says about interest; kinds not listed count 0.
+        "KIND_WEIGHTS": {
+            "category_view": 1.0,
+            "product_view": 1.0,
+            "search": 1.5,
+            "click": 2.0,
+            "add_to_cart": 4.0,
+            "remove_from_cart": -1.0,
+            "purchase": 8.0,
+        },
+        # Visitors with fewer events stay in the "everyone" segment.
+        "MIN_EVENTS": 3,
+        # Learned segments: a fixed number, or None to choose between K_MIN and K_MAX.
+        "SEGMENTS": None,
+        "K_MIN": 2,
+        "K_MAX": 12,
+        # A new cluster keeps an old segment's key when their centroids are this close.
+        "MATCH_DISTANCE": 0.6,
+        "FACTORS": 32,
+        "ALS_ITERATIONS": 15,
+        "ALS_REGULARIZATION": 0.05,
+        "ALS_ALPHA": 2.0,
+        "TOP_ITEMS": 10,
+        "SEED": 0,
+        # "auto" uses CUDA when torch sees a GPU; or "cpu", "cuda", "cuda:1"...
+        "DEVICE": "auto",
+        # Seconds a visitor's segment stays in the cache (bumped on every rebuild).
+        "LOOKUP_TIMEOUT": 3600,
+    },
+    # Where the app keeps the models it trains; None: MEDIA_ROOT/aigc-models.
+    "MODEL_DIR": None,
     # The Celery queue for the app's CPU tasks.
     "CELERY_QUEUE": "aigc",
 }
@@ -149,6 +183,10 @@ class AigcSettings:
             value = value[part]
         if value is None or callable(value):
             return value
+        if not isinstance(value, str):
+            raise ImproperlyConfigured(
+                f"AIGC[{']['.join(repr(p) for p in path)}] = {value!r} is not a dotted path."
+            )
         try:
             return import_string(value)
         except ImportError as exc:

@@ -25,6 +25,24 @@ def purge_events() -> dict:
     return purge()
 
 
+@shared_task(name="aigc_django.build_profiles", acks_late=True, ignore_result=True)
+def build_profiles() -> dict:
+    """Rebuild every profile and the learned segments (nightly)."""
+    from dataclasses import asdict
+
+    from aigc_django.profiles.build import build_profiles as build
+
+    return asdict(build())
+
+
+@shared_task(name="aigc_django.refresh_profiles", acks_late=True, ignore_result=True)
+def refresh_profiles() -> int:
+    """Update the profiles of visitors seen since their last build (every few minutes)."""
+    from aigc_django.profiles.build import refresh_profiles as refresh
+
+    return refresh()
+
+
 def beat_schedule(queue: str = "aigc", flush_every: float = 10.0) -> dict:
     """Entries for ``CELERY_BEAT_SCHEDULE``, e.g. ``CELERY_BEAT_SCHEDULE = {**beat_schedule()}``.
 
@@ -38,6 +56,16 @@ def beat_schedule(queue: str = "aigc", flush_every: float = 10.0) -> dict:
         "aigc-flush-events": {
             "task": "aigc_django.flush_events",
             "schedule": flush_every,
+            "options": options,
+        },
+        "aigc-refresh-profiles": {
+            "task": "aigc_django.refresh_profiles",
+            "schedule": 300.0,
+            "options": options,
+        },
+        "aigc-build-profiles": {
+            "task": "aigc_django.build_profiles",
+            "schedule": crontab(hour=2, minute=30),
             "options": options,
         },
         "aigc-purge-events": {

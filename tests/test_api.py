@@ -86,6 +86,9 @@ def test_browser_batch_without_csrf_token_is_refused(csrf_browser):
         ({"kind": "search", "category": {"a": 1}}, "category"),
         ({"kind": "search", "visitor": str(uuid.uuid4())}, "visitor"),
         ({"kind": "search", "colour": "red"}, "colour"),
+        ({"kind": "search", "properties": {"x": float("nan")}}, "properties"),
+        ({"kind": "search", "properties": {"x": "a\u0000b"}}, "properties"),
+        ({"kind": "search", "item": "a\u0000b"}, "item"),
         ("product_view", ""),
     ],
 )
@@ -159,6 +162,23 @@ def test_server_to_server_event_without_visitor_is_refused():
     response = post(Client(), good_events(1), HTTP_AUTHORIZATION=f"Token {TOKEN}")
     assert response.status_code == 400
     assert response.json()["errors"][0]["field"] == "visitor"
+
+
+def test_other_authorization_schemes_are_left_alone(csrf_browser):
+    # The Basic auth of a password-protected staging site is not a token.
+    response = post(csrf_browser, good_events(1), HTTP_AUTHORIZATION="Basic dXNlcjpwYXNz")
+    assert response.status_code == 202
+
+
+def test_clients_that_drop_cookies_are_throttled_by_address(aigc):
+    cache.clear()
+    aigc(API={"INGEST_RATE": "3/min"})
+    codes = [
+        post(Client(headers={"User-Agent": BROWSER_UA}), good_events(1)).status_code
+        for _ in range(5)
+    ]
+    assert codes == [202, 202, 202, 429, 429]
+    cache.clear()
 
 
 def test_a_wrong_token_is_401():

@@ -134,6 +134,18 @@ def test_e009_custom_kinds(kind):
     assert ids(CUSTOM_EVENT_KINDS=[kind]) == ["aigc_django.E009"]
 
 
+def test_e009_custom_kinds_must_be_a_list():
+    assert ids(CUSTOM_EVENT_KINDS="wishlist") == ["aigc_django.E009"]
+
+
+def test_e011_bot_patterns_must_be_a_list():
+    assert ids(BOT_USER_AGENTS="bot") == ["aigc_django.E011"]
+
+
+def test_e005_consent_check_of_the_wrong_type():
+    assert ids(CONSENT={"CHECK": 5}) == ["aigc_django.E005"]
+
+
 def test_e010_rate():
     assert ids(API={"INGEST_RATE": "lots"}) == ["aigc_django.E010"]
     assert ids(API={"INGEST_RATE": None}) == []

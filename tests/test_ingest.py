@@ -71,10 +71,29 @@ def test_a_batch_key_is_written_once():
 def test_a_failed_write_stores_nothing():
     events = make_events(4)
     events[2]["visitor"] = "not-a-uuid"
-    with pytest.raises((ValidationError, DatabaseError)):
+    with pytest.raises((ValidationError, DatabaseError, ValueError)):
         ingest.write_events(events, batch_key="bad")
     assert Event.objects.count() == 0
     assert not IngestBatch.objects.exists()
+
+
+def test_last_seen_never_moves_backwards():
+    visitor = uuid.uuid4()
+    late = make_events(1, visitors=1)[0]
+    late["visitor"] = str(visitor)
+    early = {**late, "occurred_at": (datetime.now(UTC) - timedelta(days=3)).isoformat()}
+    ingest.write_events([late])
+    ingest.write_events([early])
+    stored = Visitor.objects.get(pk=visitor)
+    assert stored.last_seen == datetime.fromisoformat(late["occurred_at"])
+    assert stored.first_seen == datetime.fromisoformat(late["occurred_at"])
+
+
+def test_database_errors_from_copy_are_django_errors(postgres):
+    event = make_events(1)[0]
+    event["category"] = "x" * 500  # past validation, too long for the column
+    with pytest.raises(DatabaseError):
+        ingest.write_events([event])
 
 
 def test_events_of_a_merged_visitor_follow_it():
@@ -139,6 +158,35 @@ def test_memory_buffer_keeps_events_when_the_write_fails(aigc, monkeypatch):
     assert Event.objects.count() == 1
 
 
+def test_record_accepts_buffered_events_even_when_the_flush_fails(aigc, monkeypatch, caplog):
+    aigc(INGEST={"MODE": "buffered", "BATCH_SIZE": 1, "FLUSH_INTERVAL": 3600})
+    real = ingest.write_events
+    monkeypatch.setattr(ingest, "write_events", lambda *a, **k: (_ for _ in ()).throw(
+        DatabaseError("database restarting")))
+    assert track(None, "page_view", visitor=uuid.uuid4()) is True
+    assert "1 events stay buffered" in caplog.text
+    monkeypatch.setattr(ingest, "write_events", real)
+    assert ingest.flush_buffer() == 1
+    assert Event.objects.count() == 1
+
+
+def bad_batch(count: int = 2) -> list[dict]:
+    events = make_events(count)
+    events[0]["visitor"] = "not-a-uuid"  # only possible past validation: a corrupt buffer
+    return events
+
+
+def test_a_batch_that_can_never_be_written_is_set_aside(aigc, caplog):
+    aigc(INGEST={"MODE": "buffered", "BATCH_SIZE": 2, "FLUSH_INTERVAL": 3600})
+    buffer = ingest.get_buffer()
+    buffer.push(bad_batch(2))
+    buffer.push(make_events(3))
+    assert ingest.flush_buffer() == 3
+    assert Event.objects.count() == 3
+    assert [len(b.events) for b in buffer.dead_letters] == [2]
+    assert "cannot be written" in caplog.text
+
+
 # ------------------------------------------------------------------------ Redis buffer
 
 
@@ -193,6 +241,14 @@ def test_flusher_dying_after_commit_duplicates_nothing(redis_buffered, monkeypat
     assert ingest.flush_buffer() == 0
     assert Event.objects.count() == 3
     assert redis_buffered.stale() == []
+
+
+def test_a_poison_batch_in_redis_does_not_block_the_queue(redis_buffered):
+    redis_buffered.push(bad_batch(4))
+    redis_buffered.push(make_events(5))
+    assert ingest.flush_buffer() == 5
+    assert redis_buffered.client.llen(redis_buffered.dead) == 4
+    assert redis_buffered.stale() == [] and len(redis_buffered) == 0
 
 
 def test_redis_down_falls_back_to_a_direct_write(aigc, caplog):

@@ -41,14 +41,15 @@ def test_purge_deletes_old_events_and_empty_anonymous_visitors(aigc):
     account = Visitor.objects.create(
         user=User.objects.create_user("kept"), last_seen=timezone.now() - timedelta(days=90)
     )
-    IngestBatch.objects.create(key="old", size=1, written_at=timezone.now() - timedelta(days=2))
+    IngestBatch.objects.create(key="old", size=1, written_at=timezone.now() - timedelta(days=31))
+    IngestBatch.objects.create(key="new", size=1, written_at=timezone.now() - timedelta(days=2))
 
     out = StringIO()
     call_command("aigc_purge", stdout=out)
     assert "Deleted 3 events and 1 visitors older than 30 days" in out.getvalue()
     assert set(Visitor.objects.values_list("pk", flat=True)) == {recent.pk, account.pk}
     assert Event.objects.count() == 2
-    assert not IngestBatch.objects.exists()
+    assert list(IngestBatch.objects.values_list("key", flat=True)) == ["new"]
 
 
 def test_purge_days_option_and_bad_value():

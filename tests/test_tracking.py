@@ -201,6 +201,49 @@ def test_track_drops_events_with_bad_visitor_input_and_logs(caplog):
     assert "Dropped a search event: properties" in caplog.text
 
 
+def test_track_with_a_malformed_visitor_id_records_nothing():
+    assert track(None, "page_view", visitor="not-a-uuid") is False
+    assert Event.objects.count() == 0
+
+
+def test_track_adds_device_and_external_referrer(browser, product):
+    browser.get("/product/SH-1/", headers={"Referer": "https://www.search.example/q?boots"})
+    browser.get("/product/SH-1/", headers={"Referer": "http://testserver/home/"})
+    first, second = Event.objects.order_by("id")
+    assert first.properties == {"device": "desktop", "referrer": "www.search.example"}
+    assert second.properties == {"device": "desktop"}
+
+
+def test_a_shared_browser_never_hands_history_to_another_account(product):
+    User.objects.create_user("ann", password="pw")
+    User.objects.create_user("bob", password="pw")
+    browser = Client(headers={"User-Agent": BROWSER_UA})
+    browser.post("/login/", {"username": "ann", "password": "pw"})
+    browser.get("/product/SH-1/")
+    ann = Visitor.objects.get(user__username="ann")
+    browser.post("/logout/")
+    browser.get("/product/SH-1/")  # someone else, anonymous now
+    browser.post("/login/", {"username": "bob", "password": "pw"})
+    browser.get("/product/SH-1/")
+    bob = Visitor.objects.get(user__username="bob")
+    assert ann.pk != bob.pk
+    assert Event.objects.filter(visitor=ann).count() == 1
+    assert Event.objects.filter(visitor=bob).count() == 2
+
+
+def test_logging_in_again_on_a_browser_that_carries_another_users_visitor():
+    from aigc_django.tracking.visitors import merge_into_user
+
+    ann = User.objects.create_user("ann")
+    bob = User.objects.create_user("bob")
+    anns = Visitor.objects.create(user=ann)
+    bobs = Visitor.objects.create(user=bob)
+    assert merge_into_user(anns.pk, bob) == bobs.pk
+    fresh = merge_into_user(bobs.pk, User.objects.create_user("cy"))
+    assert fresh not in (anns.pk, bobs.pk)
+    assert Visitor.objects.get(pk=fresh).user.username == "cy"
+
+
 def test_track_without_request_or_visitor_records_nothing(product):
     assert track(None, "product_view", item=product) is False
     assert Event.objects.count() == 0

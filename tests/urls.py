@@ -8,4 +8,5 @@ urlpatterns = [
     path("plain/", views.plain, name="plain"),
     path("visitor/", views.visitor, name="visitor"),
     path("login/", views.login_view, name="login"),
+    path("logout/", views.logout_view, name="logout"),
 ]

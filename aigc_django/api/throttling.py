@@ -5,7 +5,7 @@ import hashlib
 from rest_framework.throttling import SimpleRateThrottle
 
 from aigc_django.conf import aigc_settings
-from aigc_django.tracking.visitors import visitor_id_for
+from aigc_django.tracking.visitors import read_visitor_cookie
 
 
 class IngestRateThrottle(SimpleRateThrottle):
@@ -26,7 +26,9 @@ class IngestRateThrottle(SimpleRateThrottle):
         token = getattr(request, "aigc_token", None)
         if token:
             ident = "token:" + hashlib.sha256(token.encode()).hexdigest()[:32]
-        elif (visitor_id := visitor_id_for(request._request)) is not None:
+        elif (visitor_id := read_visitor_cookie(request._request)) is not None:
+            # Only a cookie the client sent back: a client that drops cookies would
+            # otherwise get a fresh visitor, and a fresh budget, on every request.
             ident = f"visitor:{visitor_id}"
         else:
             # Never store a raw address, even in a cache.

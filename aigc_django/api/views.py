@@ -93,8 +93,9 @@ class EventIngestView(BrowserOrTokenView):
         if len(body) > max_bytes:
             return _error(413, f"The request is larger than {max_bytes} bytes.")
 
-        has_auth = "Authorization" in request.headers
-        if has_auth and request.aigc_token is None:
+        # Other schemes (the Basic auth of a password-protected staging site) are not ours.
+        scheme = request.headers.get("Authorization", "").partition(" ")[0].lower()
+        if scheme == "token" and request.aigc_token is None:
             return _error(401, "The token is not valid.")
         if request.aigc_token is None and (reason := _csrf_failure(request)):
             return _error(403, reason)

@@ -55,10 +55,19 @@ class Profile(models.Model):
     interests = models.JSONField(
         _("interests"), default=dict, blank=True, help_text=_("Decayed weight per category.")
     )
-    embedding = models.JSONField(_("embedding"), null=True, blank=True)
+    embedding = models.JSONField(
+        _("embedding"), null=True, blank=True, help_text=_("Collaborative-filtering factors.")
+    )
+    top_items = models.JSONField(_("top items"), default=list, blank=True)
     recency_days = models.FloatField(_("days since last event"), null=True, blank=True)
     frequency = models.PositiveIntegerField(_("events"), default=0)
     monetary = models.FloatField(_("money spent"), default=0.0)
+    cart_open = models.BooleanField(
+        _("cart open"), default=False, help_text=_("Added to the cart since the last purchase.")
+    )
+    last_cart_at = models.DateTimeField(_("last cart change"), null=True, blank=True)
+    device = models.CharField(_("device"), max_length=16, blank=True, default="")
+    referrer = models.CharField(_("referrer"), max_length=255, blank=True, default="")
     segment = models.ForeignKey(
         Segment,
         null=True,

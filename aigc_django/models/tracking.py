@@ -23,12 +23,11 @@ class EventKind(models.TextChoices):
 
 
 class Visitor(models.Model):
-    """A pseudonymous visitor, named by the UUID in the signed ``aigc_vid`` cookie."""
+    """A pseudonymous visitor, named by the UUID in the signed ``aigc_vid`` cookie.
 
-    class Consent(models.TextChoices):
-        UNKNOWN = "unknown", _("unknown")
-        GRANTED = "granted", _("granted")
-        DENIED = "denied", _("denied")
+    Only visitors who may be tracked are ever stored: bots, Do-Not-Track, Global Privacy
+    Control and visitors without consent leave no row, so there is no flag for them.
+    """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(
@@ -49,12 +48,8 @@ class Visitor(models.Model):
         verbose_name=_("merged into"),
         help_text=_("Set when this anonymous visitor logged in and was merged into the user's."),
     )
-    consent = models.CharField(
-        _("consent"), max_length=16, choices=Consent.choices, default=Consent.UNKNOWN
-    )
     first_seen = models.DateTimeField(_("first seen"), default=timezone.now)
     last_seen = models.DateTimeField(_("last seen"), default=timezone.now, db_index=True)
-    is_bot = models.BooleanField(_("is a bot"), default=False)
 
     class Meta:
         verbose_name = _("visitor")

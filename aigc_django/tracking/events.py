@@ -28,7 +28,8 @@ MAX_CLOCK_SKEW = timedelta(minutes=5)
 
 
 def allowed_kinds() -> frozenset[str]:
-    return BUILTIN_KINDS | frozenset(aigc_settings.CUSTOM_EVENT_KINDS)
+    custom = aigc_settings.CUSTOM_EVENT_KINDS
+    return BUILTIN_KINDS | frozenset([custom] if isinstance(custom, str) else custom)
 
 
 def _key(data: dict[str, Any], field: str) -> str:
@@ -38,6 +39,8 @@ def _key(data: dict[str, Any], field: str) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise InvalidEvent(field, "must be a string")
     value = str(value)
+    if "\x00" in value:
+        raise InvalidEvent(field, "must not contain NUL characters")
     if len(value) > MAX_KEY_LENGTH:
         raise InvalidEvent(field, f"is longer than {MAX_KEY_LENGTH} characters")
     return value
@@ -69,6 +72,11 @@ def clean_event(
             raise InvalidEvent("visitor", "must be a UUID") from None
     if visitor_id is None:
         raise InvalidEvent("visitor", "is required")
+    if not isinstance(visitor_id, uuid.UUID):
+        try:
+            visitor_id = uuid.UUID(str(visitor_id))
+        except ValueError:
+            raise InvalidEvent("visitor", "must be a UUID") from None
 
     kind = data.get("kind")
     if not isinstance(kind, str) or not kind:
@@ -94,9 +102,14 @@ def clean_event(
     else:
         limit = aigc_settings.API["MAX_PROPERTIES_BYTES"]
         try:
-            size = len(json.dumps(properties, separators=(",", ":")))
+            text = json.dumps(properties, separators=(",", ":"), allow_nan=False)
         except (TypeError, ValueError):
-            raise InvalidEvent("properties", "must be JSON-serializable") from None
+            raise InvalidEvent(
+                "properties", "must be plain JSON (no NaN or Infinity, only JSON types)"
+            ) from None
+        size = len(text)
+        if "\\u0000" in text:
+            raise InvalidEvent("properties", "must not contain NUL characters")
         if size > limit:
             raise InvalidEvent("properties", f"is {size} bytes, more than the limit of {limit}")
 

@@ -29,7 +29,9 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from django.db import IntegrityError, connections, router, transaction
+from celery.signals import worker_process_shutdown
+from django.core.exceptions import ValidationError
+from django.db import DataError, IntegrityError, connections, router, transaction
 
 from aigc_django.conf import aigc_settings
 from aigc_django.models.tracking import Event, IngestBatch, Visitor
@@ -47,6 +49,17 @@ EVENT_COLUMNS = (
 )
 # Keep IN lists and bulk statements well inside every backend's parameter limit.
 CHUNK = 5000
+UPSERT_SQL = {
+    "postgresql": (
+        "INSERT INTO {table} (id, first_seen, last_seen) "
+        "SELECT * FROM unnest(%s::uuid[], %s::timestamptz[], %s::timestamptz[]) "
+        "ON CONFLICT (id) DO UPDATE SET last_seen = GREATEST({table}.last_seen, EXCLUDED.last_seen)"
+    ),
+    "sqlite": (
+        "INSERT INTO {table} (id, first_seen, last_seen) VALUES (%s, %s, %s) "
+        "ON CONFLICT (id) DO UPDATE SET last_seen = MAX(last_seen, excluded.last_seen)"
+    ),
+}
 
 
 # --------------------------------------------------------------------------------- writing
@@ -80,13 +93,35 @@ def _rows(events: Iterable[dict[str, Any]]) -> tuple[list[tuple], dict[str, tupl
 def _upsert_visitors(seen: dict[str, tuple[datetime, datetime]], using: str) -> dict[str, str]:
     """Create missing visitors, move last_seen on; return {merged id: id it was merged into}."""
     ids = list(seen)
-    Visitor.objects.using(using).bulk_create(
-        [Visitor(id=vid, first_seen=first, last_seen=last) for vid, (first, last) in seen.items()],
-        update_conflicts=True,
-        unique_fields=["id"],
-        update_fields=["last_seen"],
-        batch_size=CHUNK // 4,
-    )
+    connection = connections[using]
+    if connection.vendor in UPSERT_SQL:
+        # last_seen only moves forward, even for late (recovered or backfilled) events.
+        fields = [Visitor._meta.get_field(name) for name in ("id", "first_seen", "last_seen")]
+        rows = [
+            tuple(
+                f.get_db_prep_value(v, connection)
+                for f, v in zip(fields, (uuid.UUID(vid), first, last), strict=True)
+            )
+            for vid, (first, last) in seen.items()
+        ]
+        sql = UPSERT_SQL[connection.vendor].format(
+            table=connection.ops.quote_name(Visitor._meta.db_table)
+        )
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                for start in range(0, len(rows), CHUNK):
+                    part = rows[start : start + CHUNK]
+                    cursor.execute(sql, [list(column) for column in zip(*part, strict=True)])
+            else:
+                cursor.executemany(sql, rows)
+    else:
+        Visitor.objects.using(using).bulk_create(
+            [Visitor(id=vid, first_seen=first, last_seen=last) for vid, (first, last) in seen.items()],
+            update_conflicts=True,
+            unique_fields=["id"],
+            update_fields=["last_seen"],
+            batch_size=CHUNK // 4,
+        )
     merged: dict[str, str] = {}
     for start in range(0, len(ids), CHUNK):
         pairs = (
@@ -109,7 +144,10 @@ def _copy_rows(rows: Sequence[tuple], using: str) -> bool:
             return False
         table = connection.ops.quote_name(Event._meta.db_table)
         columns = ", ".join(connection.ops.quote_name(c) for c in EVENT_COLUMNS)
-        with raw.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+        # Raised as Django's DatabaseError subclasses, like every other query's errors.
+        with connection.wrap_database_errors, raw.copy(
+            f"COPY {table} ({columns}) FROM STDIN"
+        ) as copy:
             for row in rows:
                 copy.write_row((*row[:5], json.dumps(row[5]), *row[6:]))
     return True
@@ -162,6 +200,7 @@ class MemoryBuffer:
 
     def __init__(self) -> None:
         self._events: list[dict[str, Any]] = []
+        self.dead_letters: list[Batch] = []
         self._oldest: float | None = None
         self._lock = threading.Lock()
 
@@ -196,6 +235,9 @@ class MemoryBuffer:
     def stale(self) -> list[Batch]:
         return []
 
+    def set_aside(self, batch: Batch) -> None:
+        self.dead_letters.append(batch)
+
     def __len__(self) -> int:
         return len(self._events)
 
@@ -224,6 +266,7 @@ class RedisBuffer:
         self.taken = f"{prefix}:taken"
         self.batch_prefix = f"{prefix}:batch:"
         self.flush_flag = f"{prefix}:flush-scheduled"
+        self.dead = f"{prefix}:{DEAD_LETTERS}"
         self._take = self.client.register_script(TAKE_SCRIPT)
 
     def push(self, events: Sequence[dict[str, Any]]) -> int:
@@ -244,6 +287,11 @@ class RedisBuffer:
         # The batch stays under its own key; the next flush after RECOVER_AFTER retries it.
         pass
 
+    def set_aside(self, batch: Batch) -> None:
+        key = f"{self.batch_prefix}{batch.key}"
+        events = [json.dumps(e) for e in batch.events]
+        self.client.pipeline().rpush(self.dead, *events).delete(key).zrem(self.taken, key).execute()
+
     def stale(self) -> list[Batch]:
         cutoff = time.time() - aigc_settings.INGEST["RECOVER_AFTER"]
         batches = []
@@ -262,6 +310,7 @@ class RedisBuffer:
 
 
 Buffer = MemoryBuffer | RedisBuffer
+DEAD_LETTERS = "dead"
 
 
 @lru_cache(maxsize=1)
@@ -292,22 +341,41 @@ def reset_buffer() -> None:
 # -------------------------------------------------------------------------------- flushing
 
 
+# A batch failing with these can never be written: it is set aside, not retried forever.
+BAD_BATCH_ERRORS = (DataError, ValidationError, ValueError, TypeError, KeyError)
+
+
+def _write_batch(buffer: Buffer, batch: Batch) -> int:
+    try:
+        written = write_events(batch.events, batch_key=batch.key)
+    except BAD_BATCH_ERRORS as exc:
+        logger.error(
+            "Batch %s of %d events cannot be written (%s); set aside under %s.",
+            batch.key, len(batch.events), exc, DEAD_LETTERS,
+        )
+        buffer.set_aside(batch)
+        return 0
+    except Exception:
+        buffer.give_back(batch)
+        raise
+    buffer.finish(batch)
+    return written
+
+
 def flush_buffer(buffer: Buffer | None = None) -> int:
-    """Write everything waiting in the buffer, batches that died mid-flush included."""
+    """Write everything waiting in the buffer, batches that died mid-flush included.
+
+    A batch the database refuses as data (it cannot succeed on a retry) is set aside with
+    an error in the log, so one bad batch never blocks the ones behind it.
+    """
     buffer = buffer or get_buffer()
     written = 0
     for batch in buffer.stale():
-        written += write_events(batch.events, batch_key=batch.key)
-        buffer.finish(batch)
-        logger.warning("Recovered batch %s of %d events.", batch.key, len(batch.events))
+        logger.warning("Recovering batch %s of %d events.", batch.key, len(batch.events))
+        written += _write_batch(buffer, batch)
     size = aigc_settings.INGEST["BATCH_SIZE"]
     while (batch := buffer.take(size)) is not None:
-        try:
-            written += write_events(batch.events, batch_key=batch.key)
-        except Exception:
-            buffer.give_back(batch)
-            raise
-        buffer.finish(batch)
+        written += _write_batch(buffer, batch)
     return written
 
 
@@ -318,7 +386,10 @@ def _schedule_flush() -> None:
         flush_events.apply_async(queue=aigc_settings.CELERY_QUEUE, retry=False)
     except Exception as exc:
         logger.warning("Celery broker unreachable (%s); flushing events in this process.", exc)
-        flush_buffer()
+        try:
+            flush_buffer()
+        except Exception as flush_error:  # the events are safe in Redis
+            logger.warning("Flush failed (%s); events stay in Redis.", flush_error)
 
 
 def record(events: Sequence[dict[str, Any]]) -> None:
@@ -338,7 +409,12 @@ def record(events: Sequence[dict[str, Any]]) -> None:
         return
     if isinstance(buffer, MemoryBuffer):
         if waiting >= ingest["BATCH_SIZE"] or buffer.age() >= ingest["FLUSH_INTERVAL"]:
-            flush_buffer(buffer)
+            try:
+                flush_buffer(buffer)
+            except Exception as exc:
+                # The events stay buffered and are written by a later flush: they were
+                # accepted, so the caller must not retry them.
+                logger.warning("Flush failed (%s); %d events stay buffered.", exc, len(buffer))
     elif waiting >= ingest["BATCH_SIZE"]:
         try:
             claimed = buffer.claim_flush()
@@ -350,7 +426,8 @@ def record(events: Sequence[dict[str, Any]]) -> None:
 
 
 @atexit.register
-def _flush_at_exit() -> None:
+@worker_process_shutdown.connect  # Celery's pool children end with os._exit: no atexit.
+def _flush_at_exit(**kwargs: Any) -> None:
     for buffer in _memory_buffers:
         if len(buffer):
             try:

@@ -47,7 +47,6 @@ def export_visitor(visitor_id: uuid.UUID | str) -> dict[str, Any] | None:
         "visitor": {
             "id": str(visitor.id),
             "user": visitor.user_id,
-            "consent": visitor.consent,
             "first_seen": visitor.first_seen.isoformat(),
             "last_seen": visitor.last_seen.isoformat(),
             "merged_visitors": [str(i) for i in ids[1:]],
@@ -106,6 +105,6 @@ def purge(now: datetime | None = None, days: int | None = None, chunk: int = 10_
     stale = Visitor.objects.filter(last_seen__lt=cutoff, user__isnull=True, events__isnull=True)
     visitors = stale.count()
     stale.delete()
-    # Batch markers only guard against a retry within RECOVER_AFTER; a day is plenty.
-    IngestBatch.objects.filter(written_at__lt=now - timedelta(days=1)).delete()
+    # A marker must outlive any batch that could still be retried: keep it as long as events.
+    IngestBatch.objects.filter(written_at__lt=cutoff).delete()
     return {"events": events, "visitors": visitors, "cutoff": cutoff.isoformat()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.http import HttpRequest
@@ -20,3 +21,10 @@ def merge_visitor_on_login(
         return
     # The middleware writes the new id into the cookie on the way out.
     request.aigc_visitor_id = merge_into_user(visitor_id, user)
+
+
+def new_visitor_on_logout(sender: Any, request: HttpRequest | None, **kwargs: Any) -> None:
+    """After logout the browser starts a new anonymous visitor, so whoever uses it next does
+    not add to the account's history."""
+    if request is not None and getattr(request, "aigc_tracking", False):
+        request.aigc_visitor_id = uuid.uuid4()

@@ -15,7 +15,7 @@ from aigc_django.catalog import get_catalog
 from aigc_django.exceptions import InvalidEvent
 from aigc_django.tracking import ingest
 from aigc_django.tracking.events import clean_event
-from aigc_django.tracking.visitors import visitor_id_for
+from aigc_django.tracking.visitors import request_context, visitor_id_for
 
 logger = logging.getLogger("aigc_django.tracking")
 
@@ -44,6 +44,9 @@ def track(
 ) -> bool:
     """Record one event for the visitor of ``request`` (or the explicit ``visitor`` id).
 
+    With a request, ``properties`` also get the visitor's ``device`` class and the
+    ``referrer`` host when they came from another site (what rule segments match on).
+
     ``item`` may be a product of the configured catalog (its key and category are read
     through ``AIGC["CATALOG"]``) or a key string. Returns True when the event was recorded,
     False when the visitor is not tracked (bot, Do-Not-Track, GPC, no consent) or the
@@ -61,6 +64,8 @@ def track(
     if visitor_id is None:
         return False
     item_key, category_key = _item_keys(item, category)
+    if request is not None:
+        properties = {**request_context(request), **(properties or {})}
     try:
         event = clean_event(
             {

@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 import uuid
 from functools import lru_cache
+from urllib.parse import urlparse
 
+from django.core.exceptions import DisallowedHost
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 
@@ -26,8 +28,33 @@ def is_bot(request: HttpRequest) -> bool:
     user_agent = request.headers.get("User-Agent", "").strip()
     if not user_agent:
         return True
-    patterns = tuple(aigc_settings.BOT_USER_AGENTS)
+    patterns = aigc_settings.BOT_USER_AGENTS
+    patterns = (patterns,) if isinstance(patterns, str) else tuple(patterns)
     return bool(patterns) and bool(_bot_pattern(patterns).search(user_agent))
+
+
+def device_class(user_agent: str) -> str:
+    """'mobile', 'tablet' or 'desktop' from a User-Agent header."""
+    ua = user_agent.lower()
+    if "ipad" in ua or "tablet" in ua or ("android" in ua and "mobile" not in ua):
+        return "tablet"
+    if "mobi" in ua or "iphone" in ua or "android" in ua:
+        return "mobile"
+    return "desktop"
+
+
+def request_context(request: HttpRequest) -> dict[str, str]:
+    """The device class and, when the visit came from another site, the referring host
+    (never the full URL: it may carry a search or a person's data)."""
+    context = {"device": device_class(request.headers.get("User-Agent", ""))}
+    referrer = urlparse(request.headers.get("Referer", "")).hostname or ""
+    try:
+        own_host = request.get_host().rsplit(":", 1)[0]
+    except DisallowedHost:
+        own_host = ""
+    if referrer and referrer != own_host:
+        context["referrer"] = referrer[:100]
+    return context
 
 
 def consent_given(request: HttpRequest) -> bool | None:
@@ -112,7 +139,8 @@ def merge_into_user(visitor_id: uuid.UUID, user) -> uuid.UUID:
     """Attach an anonymous visitor to ``user``; return the id the browser should now carry.
 
     A user who already has a visitor keeps it: the anonymous visitor's events move there and
-    the anonymous row remembers where it went (events still in a buffer follow it).
+    the anonymous row remembers where it went (events still in a buffer follow it). A
+    visitor that belongs to another account is never merged.
     """
     with transaction.atomic():
         existing = (
@@ -122,8 +150,12 @@ def merge_into_user(visitor_id: uuid.UUID, user) -> uuid.UUID:
             .first()
         )
         anonymous, _ = Visitor.objects.select_for_update().get_or_create(id=visitor_id)
-        if anonymous.merged_into_id is not None:
-            return anonymous.merged_into_id
+        if anonymous.user_id not in (None, user.pk) or anonymous.merged_into_id is not None:
+            # A shared browser that still carries another account's visitor: its history
+            # stays theirs, and this user continues with their own visitor (or a new one).
+            if existing is not None:
+                return existing.pk
+            return Visitor.objects.create(user=user).pk
         if existing is None or existing.pk == anonymous.pk:
             if anonymous.user_id != user.pk:
                 anonymous.user = user

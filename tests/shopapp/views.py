@@ -1,4 +1,4 @@
-from django.contrib.auth import authenticate, login
+from django.contrib.auth import authenticate, login, logout
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 
@@ -20,6 +20,11 @@ def plain(request: HttpRequest) -> HttpResponse:
 def visitor(request: HttpRequest) -> HttpResponse:
     found = request.aigc_visitor
     return JsonResponse({"visitor": str(found.pk) if found else None})
+
+
+def logout_view(request: HttpRequest) -> HttpResponse:
+    logout(request)
+    return HttpResponse("bye")
 
 
 def login_view(request: HttpRequest) -> HttpResponse:

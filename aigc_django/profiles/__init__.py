@@ -1,0 +1,1 @@
+"""Profiles stage: what each visitor likes, and the segments they fall into."""

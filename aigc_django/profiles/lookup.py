@@ -1,0 +1,60 @@
+"""The visitor -> segment lookup that delivery uses on every request, cached.
+
+A cached answer is keyed by a version number that every rebuild bumps, so a rebuild
+changes every visitor's answer at once without deleting keys one by one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.core.cache import cache
+
+from aigc_django.conf import aigc_settings
+from aigc_django.models import Profile
+
+VERSION_KEY = "aigc:segments:version"
+EVERYONE = "everyone"
+
+
+def _version() -> int:
+    version = cache.get(VERSION_KEY)
+    if version is None:
+        cache.add(VERSION_KEY, 1, timeout=None)
+        version = cache.get(VERSION_KEY, 1)
+    return int(version)
+
+
+def _key(version: int, visitor_id: Any) -> str:
+    return f"aigc:segment:{version}:{visitor_id}"
+
+
+def segment_key_for(visitor_id: Any) -> str:
+    """The key of the visitor's segment ("everyone" for unknown visitors and None)."""
+    if visitor_id is None:
+        return EVERYONE
+    key = _key(_version(), visitor_id)
+    found = cache.get(key)
+    if found is None:
+        found = (
+            Profile.objects.filter(visitor_id=visitor_id, segment__active=True)
+            .values_list("segment__key", flat=True)
+            .first()
+        ) or EVERYONE
+        cache.set(key, found, aigc_settings.PROFILES["LOOKUP_TIMEOUT"])
+    return found
+
+
+def bump_version() -> None:
+    """Invalidate every cached answer (after a rebuild)."""
+    try:
+        cache.incr(VERSION_KEY)
+    except ValueError:
+        cache.set(VERSION_KEY, 2, timeout=None)
+
+
+def forget(visitor_ids: Iterable[Any]) -> None:
+    """Invalidate the cached answers of some visitors (after an incremental update)."""
+    version = _version()
+    cache.delete_many([_key(version, v) for v in visitor_ids])
