@@ -72,7 +72,7 @@ DEFAULTS: dict[str, Any] = {
         # Where buffered events wait: "memory" (per process) or a redis:// URL (shared and
         # durable across process deaths).
         "BUFFER": "memory",
-        "BATCH_SIZE": 1000,
+        "BATCH_SIZE": 5000,
         # Seconds a memory buffer may hold an event before the next track() flushes it.
         "FLUSH_INTERVAL": 5,
         # Seconds after which a batch that a flusher took but never finished is written again.

@@ -77,7 +77,7 @@ def test_a_failed_write_stores_nothing():
     assert not IngestBatch.objects.exists()
 
 
-def test_last_seen_never_moves_backwards():
+def test_late_events_widen_first_and_last_seen_but_never_narrow_them():
     visitor = uuid.uuid4()
     late = make_events(1, visitors=1)[0]
     late["visitor"] = str(visitor)
@@ -86,7 +86,7 @@ def test_last_seen_never_moves_backwards():
     ingest.write_events([early])
     stored = Visitor.objects.get(pk=visitor)
     assert stored.last_seen == datetime.fromisoformat(late["occurred_at"])
-    assert stored.first_seen == datetime.fromisoformat(late["occurred_at"])
+    assert stored.first_seen == datetime.fromisoformat(early["occurred_at"])
 
 
 def test_database_errors_from_copy_are_django_errors(postgres):

@@ -49,17 +49,29 @@ EVENT_COLUMNS = (
 )
 # Keep IN lists and bulk statements well inside every backend's parameter limit.
 CHUNK = 5000
+# last_seen moves forward (and first_seen back) only; a row is rewritten only when one of
+# them moves by more than five minutes, so the same visitors in batch after batch cost little.
 UPSERT_SQL = {
     "postgresql": (
-        "INSERT INTO {table} (id, first_seen, last_seen) "
+        "INSERT INTO {table} AS v (id, first_seen, last_seen) "
         "SELECT * FROM unnest(%s::uuid[], %s::timestamptz[], %s::timestamptz[]) "
-        "ON CONFLICT (id) DO UPDATE SET last_seen = GREATEST({table}.last_seen, EXCLUDED.last_seen)"
+        "ON CONFLICT (id) DO UPDATE SET "
+        "last_seen = GREATEST(v.last_seen, EXCLUDED.last_seen), "
+        "first_seen = LEAST(v.first_seen, EXCLUDED.first_seen) "
+        "WHERE v.last_seen < EXCLUDED.last_seen - interval '5 minutes' "
+        "OR v.first_seen > EXCLUDED.first_seen"
     ),
     "sqlite": (
-        "INSERT INTO {table} (id, first_seen, last_seen) VALUES (%s, %s, %s) "
-        "ON CONFLICT (id) DO UPDATE SET last_seen = MAX(last_seen, excluded.last_seen)"
+        "INSERT INTO {table} AS v (id, first_seen, last_seen) VALUES (%s, %s, %s) "
+        "ON CONFLICT (id) DO UPDATE SET "
+        "last_seen = MAX(v.last_seen, excluded.last_seen), "
+        "first_seen = MIN(v.first_seen, excluded.first_seen) "
+        "WHERE v.last_seen < excluded.last_seen OR v.first_seen > excluded.first_seen"
     ),
 }
+MERGED_SQL = (
+    "SELECT id, merged_into_id FROM {table} WHERE id = ANY(%s) AND merged_into_id IS NOT NULL"
+)
 
 
 # --------------------------------------------------------------------------------- writing
@@ -91,37 +103,49 @@ def _rows(events: Iterable[dict[str, Any]]) -> tuple[list[tuple], dict[str, tupl
 
 
 def _upsert_visitors(seen: dict[str, tuple[datetime, datetime]], using: str) -> dict[str, str]:
-    """Create missing visitors, move last_seen on; return {merged id: id it was merged into}."""
-    ids = list(seen)
+    """Create missing visitors, widen first/last seen; return {merged id: id it went into}.
+
+    Visitors are written in id order, so concurrent writers lock rows in the same order and
+    never deadlock.
+    """
     connection = connections[using]
-    if connection.vendor in UPSERT_SQL:
-        # last_seen only moves forward, even for late (recovered or backfilled) events.
+    table = connection.ops.quote_name(Visitor._meta.db_table)
+    ordered = sorted(seen.items())
+    if connection.vendor == "postgresql":
+        ids = [uuid.UUID(vid) for vid, _ in ordered]
+        with connection.cursor() as cursor:
+            for start in range(0, len(ordered), CHUNK):
+                part = ordered[start : start + CHUNK]
+                cursor.execute(
+                    UPSERT_SQL["postgresql"].format(table=table),
+                    [
+                        ids[start : start + CHUNK],
+                        [f for _, (f, _) in part],
+                        [la for _, (_, la) in part],
+                    ],
+                )
+            cursor.execute(MERGED_SQL.format(table=table), [ids])
+            return {str(a): str(b) for a, b in cursor.fetchall()}
+    if connection.vendor == "sqlite":
         fields = [Visitor._meta.get_field(name) for name in ("id", "first_seen", "last_seen")]
         rows = [
             tuple(
                 f.get_db_prep_value(v, connection)
                 for f, v in zip(fields, (uuid.UUID(vid), first, last), strict=True)
             )
-            for vid, (first, last) in seen.items()
+            for vid, (first, last) in ordered
         ]
-        sql = UPSERT_SQL[connection.vendor].format(
-            table=connection.ops.quote_name(Visitor._meta.db_table)
-        )
         with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
-                for start in range(0, len(rows), CHUNK):
-                    part = rows[start : start + CHUNK]
-                    cursor.execute(sql, [list(column) for column in zip(*part, strict=True)])
-            else:
-                cursor.executemany(sql, rows)
+            cursor.executemany(UPSERT_SQL["sqlite"].format(table=table), rows)
     else:
         Visitor.objects.using(using).bulk_create(
-            [Visitor(id=vid, first_seen=first, last_seen=last) for vid, (first, last) in seen.items()],
+            [Visitor(id=vid, first_seen=first, last_seen=last) for vid, (first, last) in ordered],
             update_conflicts=True,
             unique_fields=["id"],
             update_fields=["last_seen"],
             batch_size=CHUNK // 4,
         )
+    ids = [vid for vid, _ in ordered]
     merged: dict[str, str] = {}
     for start in range(0, len(ids), CHUNK):
         pairs = (
@@ -145,9 +169,10 @@ def _copy_rows(rows: Sequence[tuple], using: str) -> bool:
         table = connection.ops.quote_name(Event._meta.db_table)
         columns = ", ".join(connection.ops.quote_name(c) for c in EVENT_COLUMNS)
         # Raised as Django's DatabaseError subclasses, like every other query's errors.
-        with connection.wrap_database_errors, raw.copy(
-            f"COPY {table} ({columns}) FROM STDIN"
-        ) as copy:
+        with (
+            connection.wrap_database_errors,
+            raw.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
+        ):
             for row in rows:
                 copy.write_row((*row[:5], json.dumps(row[5]), *row[6:]))
     return True
@@ -351,7 +376,10 @@ def _write_batch(buffer: Buffer, batch: Batch) -> int:
     except BAD_BATCH_ERRORS as exc:
         logger.error(
             "Batch %s of %d events cannot be written (%s); set aside under %s.",
-            batch.key, len(batch.events), exc, DEAD_LETTERS,
+            batch.key,
+            len(batch.events),
+            exc,
+            DEAD_LETTERS,
         )
         buffer.set_aside(batch)
         return 0
