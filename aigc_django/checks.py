@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path, PurePath
 from typing import Any
 from urllib.parse import urlparse
 
@@ -174,15 +175,16 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 )
             )
 
-    rate = aigc_settings.API["INGEST_RATE"]
-    if rate is not None and (not isinstance(rate, str) or not RATE_PATTERN.match(rate)):
-        errors.append(
-            Error(
-                f"AIGC['API']['INGEST_RATE'] is {rate!r}.",
-                hint='Use a DRF rate such as "120/min", or None for no limit.',
-                id="aigc_django.E010",
+    for option in ("INGEST_RATE", "INGEST_RATE_PER_ADDRESS"):
+        rate = aigc_settings.API[option]
+        if rate is not None and (not isinstance(rate, str) or not RATE_PATTERN.match(rate)):
+            errors.append(
+                Error(
+                    f"AIGC['API']['{option}'] is {rate!r}.",
+                    hint='Use a DRF rate such as "120/min", or None for no limit.',
+                    id="aigc_django.E010",
+                )
             )
-        )
 
     patterns = aigc_settings.BOT_USER_AGENTS
     if not isinstance(patterns, list | tuple):
@@ -241,6 +243,81 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="aigc_django.W004",
             )
         )
+    return errors
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+@register("aigc_django")
+def check_profiles(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    if aigc_settings.unknown_keys() or not isinstance(aigc_settings.PROFILES, dict):
+        return []  # reported by check_settings
+    options = aigc_settings.PROFILES
+    problems = []
+    for name in ("HALF_LIFE_DAYS", "MATCH_DISTANCE"):
+        if not _number(options[name]) or options[name] <= 0:
+            problems.append((name, "must be a number above 0"))
+    for name in ("ALS_REGULARIZATION", "ALS_ALPHA"):
+        if not _number(options[name]) or options[name] < 0:
+            problems.append((name, "must be a number of at least 0"))
+    for name, low in (
+        ("MIN_EVENTS", 1),
+        ("K_MIN", 2),
+        ("K_MAX", 2),
+        ("FACTORS", 1),
+        ("ALS_ITERATIONS", 1),
+        ("TOP_ITEMS", 1),
+        ("LOOKUP_TIMEOUT", 1),
+        ("SEED", 0),
+    ):
+        value = options[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            problems.append((name, f"must be a whole number of at least {low}"))
+    k_min, k_max = options["K_MIN"], options["K_MAX"]
+    if isinstance(k_min, int) and isinstance(k_max, int) and k_max < k_min:
+        problems.append(("K_MAX", "must be at least K_MIN"))
+    segments = options["SEGMENTS"]
+    if segments is not None and (
+        isinstance(segments, bool) or not isinstance(segments, int) or segments < 2
+    ):
+        problems.append(("SEGMENTS", "must be None (choose automatically) or at least 2"))
+    weights = options["KIND_WEIGHTS"]
+    if not isinstance(weights, dict) or not all(_number(w) for w in weights.values()):
+        problems.append(("KIND_WEIGHTS", "must be a dict of event kind -> number"))
+    device = options["DEVICE"]
+    if not isinstance(device, str) or not re.match(r"^(auto|cpu|cuda(:\d+)?|mps)$", device):
+        problems.append(("DEVICE", 'must be "auto", "cpu", "cuda", "cuda:N" or "mps"'))
+    errors: list[CheckMessage] = [
+        Error(
+            f"AIGC['PROFILES']['{name}'] is {options[name]!r}: it {message}.",
+            hint="See docs/settings.md#profiles.",
+            id="aigc_django.E014",
+        )
+        for name, message in problems
+    ]
+    model_dir = aigc_settings.MODEL_DIR
+    if model_dir is not None and not isinstance(model_dir, str | PurePath):
+        errors.append(
+            Error(
+                f"AIGC['MODEL_DIR'] is {model_dir!r}.",
+                hint="Give a directory path, or None for BASE_DIR/aigc-models.",
+                id="aigc_django.E015",
+            )
+        )
+    elif model_dir is not None:
+        for public in ("MEDIA_ROOT", "STATIC_ROOT"):
+            root = getattr(settings, public, None)
+            if root and Path(model_dir).resolve().is_relative_to(Path(root).resolve()):
+                errors.append(
+                    Warning(
+                        f"AIGC['MODEL_DIR'] is inside {public}: web servers may publish the "
+                        "models trained on your shop's data.",
+                        hint="Keep models outside every public directory.",
+                        id="aigc_django.W005",
+                    )
+                )
     return errors
 
 

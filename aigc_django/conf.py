@@ -85,6 +85,8 @@ DEFAULTS: dict[str, Any] = {
         "MAX_PROPERTIES_BYTES": 4 * 1024,
         # DRF rate string per visitor (or per token for server-to-server calls).
         "INGEST_RATE": "120/min",
+        # A looser limit per client address (many visitors can share one behind a NAT).
+        "INGEST_RATE_PER_ADDRESS": "1200/min",
         # Secrets accepted in "Authorization: Token <secret>" for server-to-server ingestion.
         "TOKENS": [],
     },

@@ -51,26 +51,28 @@ def beat_schedule(queue: str = "aigc", flush_every: float = 10.0) -> dict:
     """
     from celery.schedules import crontab
 
-    options = {"queue": queue}
+    def options() -> dict:
+        return {"queue": queue}
+
     return {
         "aigc-flush-events": {
             "task": "aigc_django.flush_events",
             "schedule": flush_every,
-            "options": options,
+            "options": options(),
         },
         "aigc-refresh-profiles": {
             "task": "aigc_django.refresh_profiles",
             "schedule": 300.0,
-            "options": options,
+            "options": options(),
         },
         "aigc-build-profiles": {
             "task": "aigc_django.build_profiles",
             "schedule": crontab(hour=2, minute=30),
-            "options": options,
+            "options": options(),
         },
         "aigc-purge-events": {
             "task": "aigc_django.purge_events",
             "schedule": crontab(hour=3, minute=17),
-            "options": options,
+            "options": options(),
         },
     }

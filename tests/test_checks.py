@@ -7,7 +7,7 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
-from aigc_django.checks import check_middleware, check_settings
+from aigc_django.checks import check_middleware, check_profiles, check_settings
 from tests import settings as test_settings
 
 BASE = test_settings.AIGC
@@ -21,6 +21,7 @@ def ids(**aigc) -> list[str]:
 def test_the_test_settings_are_clean():
     assert ids() == []
     assert check_middleware() == []
+    assert check_profiles() == []
 
 
 def test_e001_not_a_dict():
@@ -164,6 +165,36 @@ def test_e012_samesite():
 def test_e013_tokens_and_w004_short_tokens():
     assert ids(API={"TOKENS": "secret"}) == ["aigc_django.E013"]
     assert ids(API={"TOKENS": ["short"]}) == ["aigc_django.W004"]
+
+
+@pytest.mark.parametrize(
+    ("profiles", "name"),
+    [
+        ({"HALF_LIFE_DAYS": 0}, "HALF_LIFE_DAYS"),
+        ({"K_MIN": 1}, "K_MIN"),
+        ({"K_MIN": 5, "K_MAX": 3}, "K_MAX"),
+        ({"SEGMENTS": 1}, "SEGMENTS"),
+        ({"KIND_WEIGHTS": {"purchase": "lots"}}, "KIND_WEIGHTS"),
+        ({"DEVICE": "gpu"}, "DEVICE"),
+        ({"ALS_ALPHA": -1}, "ALS_ALPHA"),
+        ({"MIN_EVENTS": 0}, "MIN_EVENTS"),
+    ],
+)
+def test_e014_profile_options(profiles, name):
+    with override_settings(AIGC={**BASE, "PROFILES": profiles}):
+        messages = check_profiles()
+    assert [m.id for m in messages] == ["aigc_django.E014"]
+    assert f"['{name}']" in messages[0].msg
+
+
+def test_e015_and_w005_model_dir(settings, tmp_path):
+    with override_settings(AIGC={**BASE, "MODEL_DIR": 5}):
+        assert [m.id for m in check_profiles()] == ["aigc_django.E015"]
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    with override_settings(AIGC={**BASE, "MODEL_DIR": str(tmp_path / "media" / "models")}):
+        assert [m.id for m in check_profiles()] == ["aigc_django.W005"]
+    with override_settings(AIGC={**BASE, "MODEL_DIR": str(tmp_path / "models")}):
+        assert check_profiles() == []
 
 
 def test_w001_middleware_missing(settings):

@@ -161,8 +161,11 @@ def test_memory_buffer_keeps_events_when_the_write_fails(aigc, monkeypatch):
 def test_record_accepts_buffered_events_even_when_the_flush_fails(aigc, monkeypatch, caplog):
     aigc(INGEST={"MODE": "buffered", "BATCH_SIZE": 1, "FLUSH_INTERVAL": 3600})
     real = ingest.write_events
-    monkeypatch.setattr(ingest, "write_events", lambda *a, **k: (_ for _ in ()).throw(
-        DatabaseError("database restarting")))
+    monkeypatch.setattr(
+        ingest,
+        "write_events",
+        lambda *a, **k: (_ for _ in ()).throw(DatabaseError("database restarting")),
+    )
     assert track(None, "page_view", visitor=uuid.uuid4()) is True
     assert "1 events stay buffered" in caplog.text
     monkeypatch.setattr(ingest, "write_events", real)

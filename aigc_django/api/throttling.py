@@ -8,13 +8,19 @@ from aigc_django.conf import aigc_settings
 from aigc_django.tracking.visitors import read_visitor_cookie
 
 
+def _hashed(value: str) -> str:
+    # Never store a raw address or secret, even in a cache.
+    return hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
 class IngestRateThrottle(SimpleRateThrottle):
     """Limits ingest calls per visitor, per token, or per (hashed) client address."""
 
     scope = "aigc_ingest"
+    option = "INGEST_RATE"
 
     def get_rate(self) -> str | None:
-        return aigc_settings.API["INGEST_RATE"]
+        return aigc_settings.API[self.option]
 
     def allow_request(self, request, view) -> bool:
         # The rate is read per request so that settings changes apply at once.
@@ -25,12 +31,25 @@ class IngestRateThrottle(SimpleRateThrottle):
     def get_cache_key(self, request, view) -> str:
         token = getattr(request, "aigc_token", None)
         if token:
-            ident = "token:" + hashlib.sha256(token.encode()).hexdigest()[:32]
+            ident = "token:" + _hashed(token)
         elif (visitor_id := read_visitor_cookie(request._request)) is not None:
             # Only a cookie the client sent back: a client that drops cookies would
             # otherwise get a fresh visitor, and a fresh budget, on every request.
             ident = f"visitor:{visitor_id}"
         else:
-            # Never store a raw address, even in a cache.
-            ident = "addr:" + hashlib.sha256(self.get_ident(request).encode()).hexdigest()[:32]
+            ident = "addr:" + _hashed(self.get_ident(request))
+        return self.cache_format % {"scope": self.scope, "ident": ident}
+
+
+class IngestAddressThrottle(IngestRateThrottle):
+    """A looser limit per client address for browsers, so that a client cannot escape the
+    per-visitor limit by starting new visitors (fresh cookies). Not for token calls."""
+
+    scope = "aigc_ingest_address"
+    option = "INGEST_RATE_PER_ADDRESS"
+
+    def get_cache_key(self, request, view) -> str | None:
+        if getattr(request, "aigc_token", None):
+            return None
+        ident = "addr:" + _hashed(self.get_ident(request))
         return self.cache_format % {"scope": self.scope, "ident": ident}

@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from aigc_django.api.throttling import IngestRateThrottle
+from aigc_django.api.throttling import IngestAddressThrottle, IngestRateThrottle
 from aigc_django.conf import aigc_settings
 from aigc_django.exceptions import InvalidEvent
 from aigc_django.tracking import ingest, privacy
@@ -75,7 +75,7 @@ class EventIngestView(BrowserOrTokenView):
     * 401 a wrong token; 403 a failed CSRF check; 413 too many events or bytes; 429 throttled.
     """
 
-    throttle_classes = [IngestRateThrottle]
+    throttle_classes = [IngestRateThrottle, IngestAddressThrottle]
 
     def post(self, request: Request) -> Response:
         limits = aigc_settings.API

@@ -98,8 +98,9 @@ class EventColumns:
 def read_events(visitor_ids: Sequence[Any] | None = None, chunk: int = 20_000) -> EventColumns:
     """Read events (all, or those of some visitors) into columns, oldest first.
 
-    A purchase that names no item but lists ``properties["items"]`` counts as one purchase
-    of each listed item (its value split evenly between them).
+    A purchase that names no item but lists ``properties["items"]`` (a list of keys, or a
+    dict of key -> quantity) also counts as a purchase of each listed item; its money stays
+    on the purchase itself.
     """
     columns = EventColumns()
     events = Event.objects.all()
@@ -152,6 +153,7 @@ class VisitorFeatures:
     first_seen: torch.Tensor  # (visitors,) unix time
     device: list[str]
     referrer: list[str]
+    real_events: int = 0  # stored events (whole-cart purchases add rows per listed item)
 
     def shares(self) -> torch.Tensor:
         """Interests as shares of each visitor's total (rows sum to 1, or 0 when empty)."""
@@ -188,7 +190,7 @@ def build_features(columns: EventColumns, now: datetime) -> VisitorFeatures:
     real = kind != columns.kinds.index.get("purchase_item", -2)
     weight = kind_weights(columns.kinds.keys)[kind] * decay(times, stamp)
     interests = torch.zeros(n_visitors * max(n_categories, 1), dtype=torch.float64)
-    has_category = (category >= 0) & real
+    has_category = category >= 0
     interests.index_add_(
         0,
         visitor[has_category] * max(n_categories, 1) + category[has_category],
@@ -211,16 +213,31 @@ def build_features(columns: EventColumns, now: datetime) -> VisitorFeatures:
     money.index_add_(0, visitor[paid], value[paid])
     last_purchase = _last_time(visitor, times, purchase, n_visitors)
     add = kind == columns.kinds.index.get("add_to_cart", -2)
+    remove = kind == columns.kinds.index.get("remove_from_cart", -2)
     last_add = _last_time(visitor, times, add, n_visitors)
+    # The cart is open when more was added than removed since the last purchase.
+    since_purchase = times > last_purchase[visitor]
+    net = torch.zeros(n_visitors, dtype=torch.int64)
+    net.index_add_(
+        0,
+        visitor[add & since_purchase],
+        torch.ones(int((add & since_purchase).sum()), dtype=torch.int64),
+    )
+    net.index_add_(
+        0,
+        visitor[remove & since_purchase],
+        -torch.ones(int((remove & since_purchase).sum()), dtype=torch.int64),
+    )
 
     return VisitorFeatures(
         visitor_keys=list(columns.visitors.keys),
         category_keys=list(columns.categories.keys),
         interests=interests,
         event_counts=counts.to(torch.int64),
+        real_events=int(real.sum()),
         recency_days=((stamp - last) / SECONDS_PER_DAY).float(),
         monetary=money.float(),
-        cart_open=last_add > last_purchase,
+        cart_open=net > 0,
         last_cart=torch.where(torch.isinf(last_add), math.nan, last_add),
         first_seen=first,
         device=[columns.device.get(i, "") for i in range(n_visitors)],

@@ -57,7 +57,9 @@ def validate_rules(rules: Any) -> None:
             if isinstance(value, bool) or not isinstance(value, kind):
                 problems.append(f"{where}: {name!r} has the wrong type.")
             elif isinstance(value, int | float) and (value < 0 or not math.isfinite(value)):
-                problems.append(f"{where}: {name!r} must be a positive number.")
+                problems.append(f"{where}: {name!r} must be a number of at least 0.")
+            elif isinstance(value, str) and not value.strip():
+                problems.append(f"{where}: {name!r} must not be empty.")
         if condition["type"] == "device" and condition.get("is") not in DEVICES:
             problems.append(f"{where}: 'is' must be one of {', '.join(DEVICES)}.")
     if problems:
@@ -101,7 +103,9 @@ def matches(
 
 
 def assign_rule_segments(
-    segments: list[Any], features: VisitorFeatures, now: float | None = None,
+    segments: list[Any],
+    features: VisitorFeatures,
+    now: float | None = None,
     on_error: Callable[[Any, Exception], None] | None = None,
 ) -> torch.Tensor:
     """Index into ``segments`` of the winning rule segment per visitor, -1 when none.

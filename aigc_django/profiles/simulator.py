@@ -5,8 +5,8 @@ persona-specific liking for some products over others (so collaborative filterin
 something to learn beyond popularity). Visitors browse in sessions: category pages,
 product views, the odd search, carts, and purchases, spread over the last weeks.
 
->>> sim = simulate(visitors=200, seed=1)
->>> len(sim.events), sim.truth[sim.events[0]["visitor"]]
+Usage: ``sim = simulate(visitors=200, seed=1)``; ``sim.events`` are clean events ready for
+``aigc_django.tracking.ingest.write_events`` and ``sim.truth[visitor]`` is the persona index.
 """
 
 from __future__ import annotations
@@ -56,7 +56,9 @@ class Simulation:
     truth: dict[str, int] = field(default_factory=dict)
 
 
-def make_items(categories: tuple[str, ...], per_category: int, rng: random.Random) -> list[SimulatedItem]:
+def make_items(
+    categories: tuple[str, ...], per_category: int, rng: random.Random
+) -> list[SimulatedItem]:
     items = []
     for category in categories:
         base = rng.choice((9.0, 19.0, 29.0, 49.0, 89.0))
@@ -101,11 +103,19 @@ def simulate(
     days: int = 30,
     seed: int = 0,
     now: datetime | None = None,
+    items: list[SimulatedItem] | None = None,
 ) -> Simulation:
-    """Visitors, their hidden personas and their clean events (oldest first per visitor)."""
+    """Visitors, their hidden personas and their clean events (oldest first per visitor).
+
+    Pass ``items`` to browse a real catalog (their categories replace ``categories``);
+    otherwise ``items_per_category`` items are made up for each category.
+    """
     rng = random.Random(seed)
     now = now or datetime.now(UTC)
-    items = make_items(categories, items_per_category, rng)
+    if items:
+        categories = tuple(dict.fromkeys(item.category for item in items))
+    else:
+        items = make_items(categories, items_per_category, rng)
     by_category: dict[str, list[SimulatedItem]] = {}
     for item in items:
         by_category.setdefault(item.category, []).append(item)
@@ -121,7 +131,9 @@ def simulate(
         weights = [persona.category_weights[c] for c in category_names]
         sessions = max(1, round(rng.expovariate(1 / persona.sessions)))
         start = now - timedelta(days=rng.uniform(1, days))
-        moments = sorted(start + (now - start) * rng.random() for _ in range(sessions))
+        # Sessions end before ``now``: they last well under the hour left free.
+        last_start = now - timedelta(hours=2)
+        moments = sorted(start + (last_start - start) * rng.random() for _ in range(sessions))
         device = rng.choice(("mobile", "mobile", "desktop", "tablet"))
         for moment in moments:
             simulation.events += _session(

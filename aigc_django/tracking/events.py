@@ -32,6 +32,17 @@ def allowed_kinds() -> frozenset[str]:
     return BUILTIN_KINDS | frozenset([custom] if isinstance(custom, str) else custom)
 
 
+def _has_nul(value: Any) -> bool:
+    """Whether any string inside a JSON value holds a NUL character (PostgreSQL refuses it)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 def _key(data: dict[str, Any], field: str) -> str:
     value = data.get(field)
     if value is None:
@@ -108,7 +119,7 @@ def clean_event(
                 "properties", "must be plain JSON (no NaN or Infinity, only JSON types)"
             ) from None
         size = len(text)
-        if "\\u0000" in text:
+        if "\\u0000" in text and _has_nul(properties):
             raise InvalidEvent("properties", "must not contain NUL characters")
         if size > limit:
             raise InvalidEvent("properties", f"is {size} bytes, more than the limit of {limit}")

@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -263,6 +263,14 @@ class MemoryBuffer:
     def set_aside(self, batch: Batch) -> None:
         self.dead_letters.append(batch)
 
+    def drop_set_aside(self, matches: Callable[[dict[str, Any]], bool]) -> int:
+        dropped = 0
+        for batch in self.dead_letters:
+            kept = [e for e in batch.events if not matches(e)]
+            dropped += len(batch.events) - len(kept)
+            batch.events = kept
+        return dropped
+
     def __len__(self) -> int:
         return len(self._events)
 
@@ -316,6 +324,18 @@ class RedisBuffer:
         key = f"{self.batch_prefix}{batch.key}"
         events = [json.dumps(e) for e in batch.events]
         self.client.pipeline().rpush(self.dead, *events).delete(key).zrem(self.taken, key).execute()
+
+    def drop_set_aside(self, matches: Callable[[dict[str, Any]], bool]) -> int:
+        """Remove set-aside events that ``matches`` (erasure, retention)."""
+        dropped = 0
+        for raw in self.client.lrange(self.dead, 0, -1):
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                event = {}
+            if not isinstance(event, dict) or matches(event):
+                dropped += int(self.client.lrem(self.dead, 1, raw))
+        return dropped
 
     def stale(self) -> list[Batch]:
         cutoff = time.time() - aigc_settings.INGEST["RECOVER_AFTER"]

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from aigc_django.conf import aigc_settings
 from aigc_django.models import Event, IngestBatch, Profile, Visitor
+from aigc_django.profiles import lookup
 from aigc_django.tracking import ingest
 
 logger = logging.getLogger("aigc_django.tracking")
@@ -55,9 +56,15 @@ def export_visitor(visitor_id: uuid.UUID | str) -> dict[str, Any] | None:
         if profile is None
         else {
             "interests": profile.interests,
+            "embedding": profile.embedding,
+            "top_items": profile.top_items,
             "recency_days": profile.recency_days,
             "frequency": profile.frequency,
             "monetary": profile.monetary,
+            "cart_open": profile.cart_open,
+            "last_cart_at": profile.last_cart_at.isoformat() if profile.last_cart_at else None,
+            "device": profile.device,
+            "referrer": profile.referrer,
             "segment": profile.segment.key if profile.segment_id else None,
             "built_at": profile.built_at.isoformat(),
         },
@@ -83,7 +90,21 @@ def erase_visitor(visitor_id: uuid.UUID | str) -> dict[str, int]:
         events = Event.objects.filter(visitor_id__in=ids).delete()[0]
         visitors = Visitor.objects.filter(id__in=ids).count()
         Visitor.objects.filter(id__in=ids).delete()
+    names = {str(i) for i in ids}
+    events += _drop_set_aside(lambda event: event.get("visitor") in names)
+    lookup.forget(ids)
     return {"visitors": visitors, "events": events}
+
+
+def _drop_set_aside(matches) -> int:
+    """Remove matching events from the buffer's set-aside (dead-letter) events."""
+    if aigc_settings.INGEST["MODE"] != "buffered":
+        return 0
+    try:
+        return ingest.get_buffer().drop_set_aside(matches)
+    except Exception as exc:
+        logger.warning("Could not clean set-aside events: %s", exc)
+        return 0
 
 
 def purge(now: datetime | None = None, days: int | None = None, chunk: int = 10_000) -> dict:
@@ -102,6 +123,8 @@ def purge(now: datetime | None = None, days: int | None = None, chunk: int = 10_
         if not ids:
             break
         events += Event.objects.filter(id__in=ids).delete()[0]
+    stamp = cutoff.isoformat()
+    events += _drop_set_aside(lambda event: str(event.get("occurred_at", "")) < stamp)
     stale = Visitor.objects.filter(last_seen__lt=cutoff, user__isnull=True, events__isnull=True)
     visitors = stale.count()
     stale.delete()

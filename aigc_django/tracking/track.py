@@ -64,7 +64,7 @@ def track(
     if visitor_id is None:
         return False
     item_key, category_key = _item_keys(item, category)
-    if request is not None:
+    if request is not None and (properties is None or isinstance(properties, dict)):
         properties = {**request_context(request), **(properties or {})}
     try:
         event = clean_event(

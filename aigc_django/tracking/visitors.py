@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 from django.core.exceptions import DisallowedHost
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
+from django.http.request import split_domain_port
 
 from aigc_django.conf import aigc_settings
 from aigc_django.models.tracking import Event, Visitor
@@ -49,7 +50,7 @@ def request_context(request: HttpRequest) -> dict[str, str]:
     context = {"device": device_class(request.headers.get("User-Agent", ""))}
     referrer = urlparse(request.headers.get("Referer", "")).hostname or ""
     try:
-        own_host = request.get_host().rsplit(":", 1)[0]
+        own_host = split_domain_port(request.get_host())[0]
     except DisallowedHost:
         own_host = ""
     if referrer and referrer != own_host:

@@ -14,5 +14,6 @@ urlpatterns = [
     path("cart/remove/<str:sku>/", views.cart_remove, name="cart-remove"),
     path("checkout/", views.checkout, name="checkout"),
     path("checkout/done/", views.checkout_done, name="checkout-done"),
+    path("segments/", views.segments, name="segments"),
     path("your-data/", views.your_data, name="your-data"),
 ]

@@ -10,6 +10,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from aigc_django import track
+from aigc_django.models import Segment
+from aigc_django.profiles.lookup import segment_key_for
 from shop.cart import Cart
 from shop.models import Category, Product
 
@@ -136,6 +138,29 @@ def checkout_done(request: HttpRequest) -> HttpResponse:
     if last_order is None:
         return redirect("shop:home")
     return render(request, "shop/checkout_done.html", {"last_order": last_order})
+
+
+@require_GET
+def segments(request: HttpRequest) -> HttpResponse:
+    """The segments the app learned, what they like, and which one this visitor is in."""
+    order = {"rule": 0, "learned": 1, "everyone": 2}
+    found = sorted(Segment.objects.filter(active=True), key=lambda s: (order[s.kind], -s.size))
+    products = {
+        p.sku: p for p in _products().filter(sku__in={k for s in found for k in s.top_items})
+    }
+    rows = [
+        {
+            "segment": s,
+            "top_categories": [(c, round(share * 100)) for c, share in s.top_categories or []],
+            "top_products": [products[k] for k in s.top_items[:4] if k in products],
+        }
+        for s in found
+    ]
+    return render(
+        request,
+        "shop/segments.html",
+        {"rows": rows, "mine": segment_key_for(request.aigc_visitor_id)},
+    )
 
 
 @require_GET

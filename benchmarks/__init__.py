@@ -1,0 +1,1 @@
+"""Benchmarks of aigc_django against plain Django peers. See benchmarks/README.md."""
