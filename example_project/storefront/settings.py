@@ -15,6 +15,7 @@ from pathlib import Path
 from aigc_django.tasks import beat_schedule
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("STOREFRONT_DATA_DIR") or BASE_DIR)
 
 
 def env_flag(name: str, default: bool) -> bool:
@@ -80,7 +81,8 @@ TEMPLATES = [
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": BASE_DIR / "db.sqlite3",
+        # STOREFRONT_DATA_DIR moves the database, media and models (the tests use it).
+        "NAME": DATA_DIR / "db.sqlite3",
     }
 }
 
@@ -101,7 +103,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 MEDIA_URL = "media/"
-MEDIA_ROOT = BASE_DIR / "media"
+MEDIA_ROOT = DATA_DIR / "media"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -139,6 +141,8 @@ AIGC = {
     # use {"MODE": "buffered", "BUFFER": "redis://..."} with a broker, so that Celery beat
     # flushes the buffer in bulk.
     "INGEST": {"MODE": "direct"},
+    # The models the app trains on this shop's data (kept out of MEDIA_ROOT, which is public).
+    "MODEL_DIR": DATA_DIR / "aigc-models",
 }
 
 # The app's periodic tasks: event flushes and the nightly retention purge.
