@@ -15,6 +15,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = "benchmarks.benchsite.settings"
+PROFILE_SETTINGS = "benchmarks.benchsite.settings_profiles"
 
 # Rough shares of event kinds on a shop (percent).
 KINDS = [
@@ -39,7 +40,7 @@ WORDS = ["red", "running", "shoes", "linen", "shirt", "summer", "lamp", "bike", 
 SLOTS = ["home-hero", "category-top", "product-side", "cart-upsell"]
 
 
-def setup_django(db: str | None = None, mode: str | None = None) -> None:
+def setup_django(db: str | None = None, mode: str | None = None, settings: str = SETTINGS) -> None:
     """Create the benchmark database when missing, set Django up and migrate."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
@@ -47,7 +48,7 @@ def setup_django(db: str | None = None, mode: str | None = None) -> None:
         os.environ["AIGC_BENCH_DB"] = db
     if mode:
         os.environ["AIGC_BENCH_INGEST_MODE"] = mode
-    os.environ["DJANGO_SETTINGS_MODULE"] = SETTINGS
+    os.environ["DJANGO_SETTINGS_MODULE"] = settings
     ensure_database(os.environ.get("AIGC_BENCH_DB", "aigc_bench"))
 
     import django
@@ -106,20 +107,43 @@ def visitor_ids(n: int, seed: int) -> list[str]:
     return [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(n)]
 
 
-def raw_events(n: int, visitors: list[str], seed: int, now: datetime) -> list[dict[str, Any]]:
-    """``n`` raw events as a server would send them to the API, over the last 30 days."""
+def parse_span(text: str) -> timedelta:
+    """``"1h"``, ``"30d"``, ``"90m"``, ``"45s"`` -> a timedelta (a plain number is seconds)."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip().lower()
+    if text and text[-1] in units:
+        return timedelta(seconds=float(text[:-1]) * units[text[-1]])
+    return timedelta(seconds=float(text))
+
+
+def raw_events(
+    n: int,
+    visitors: list[str],
+    seed: int,
+    now: datetime,
+    span: timedelta = timedelta(days=30),
+) -> list[dict[str, Any]]:
+    """``n`` raw events as a server would send them to the API, in arrival (time) order.
+
+    Their ``occurred_at`` spread uniformly over ``span`` ending a minute before ``now``:
+    ``timedelta(hours=1)`` is a busy shop's hour (what a flusher sees, each batch covering
+    seconds), the default 30 days the old, pessimistic shape (each batch covering hours, so
+    nearly every visitor's ``last_seen`` moves on in every batch).
+    """
     rng = random.Random(seed)
+    seconds = max(span.total_seconds(), 1.0)
+    offsets = sorted((rng.uniform(0, seconds) for _ in range(n)), reverse=True)
     kinds = [k for k, _ in KINDS]
     weights = [w for _, w in KINDS]
     out = []
-    for kind in rng.choices(kinds, weights, k=n):
+    for offset, kind in zip(offsets, rng.choices(kinds, weights, k=n), strict=True):
         # A tenth of the visitors make half the events; low-numbered products are popular.
         busy = rng.random() < 0.5
         visitor = rng.choice(visitors[: max(1, len(visitors) // 10)] if busy else visitors)
         sku_n = int(PRODUCTS * rng.random() ** 3)
         category = CATEGORIES[sku_n % len(CATEGORIES)]
         price = round(5 + (sku_n % 200) * 1.5, 2)
-        when = now - timedelta(seconds=rng.uniform(60, 30 * 86400))
+        when = now - timedelta(seconds=60 + offset)
         event: dict[str, Any] = {"visitor": visitor, "kind": kind, "occurred_at": when.isoformat()}
         if kind == "page_view":
             event["properties"] = {

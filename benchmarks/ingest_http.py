@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/ingest_http.py [--seconds 6] [--rounds 3] [--clients 4]
         [--batch 100] [--modes direct,buffered] [--worker-class sync] [--workers 2]
+        [--span 30d]
 
 gunicorn serves the benchmark site (benchmarks/benchsite) on 127.0.0.1: the app's endpoint
 (token auth, ``AIGC["INGEST"]["MODE"]`` "direct" or "buffered" with a Redis buffer) and the
@@ -14,6 +15,7 @@ events are emptied before each segment, and after it the row count must equal th
 accepted. In
 buffered mode the accepted events are then written with ``flush_buffer()`` (timed apart,
 as "drain") before the count. gunicorn is stopped (its process group) even on errors.
+The events' times spread over ``--span`` (default 30 days), in time order across the bodies.
 """
 
 from __future__ import annotations
@@ -390,6 +392,9 @@ def main() -> int:
     parser.add_argument("--db", default="aigc_bench", help="PostgreSQL database (created)")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument(
+        "--span", default="30d", help="window of the events' occurred_at: 1h, 30d, 90m, ..."
+    )
+    parser.add_argument(
         "--wsgi",
         default="benchmarks.benchsite.wsgi:application",
         help="the WSGI app gunicorn serves (to try a patched build; on PYTHONPATH)",
@@ -406,7 +411,9 @@ def main() -> int:
     drain_redis_extras(everything=True)
     now = common.utcnow()
     vids = common.visitor_ids(args.visitors, args.seed)
-    raws = common.raw_events(args.payloads * args.batch, vids, args.seed, now)
+    raws = common.raw_events(
+        args.payloads * args.batch, vids, args.seed, now, common.parse_span(args.span)
+    )
     payloads = [
         (json.dumps(raws[i : i + args.batch]).encode(), len(raws[i : i + args.batch]))
         for i in range(0, len(raws), args.batch)
