@@ -327,3 +327,34 @@ def test_ari_helper():
     assert math.isclose(
         adjusted_rand_index([0, 0, 0, 1, 1, 1], [0, 0, 1, 1, 2, 2]), 0.2424, abs_tol=1e-3
     )
+
+
+def test_editors_write_rule_segments_in_the_admin_and_bad_rules_are_refused(client):
+    from django.contrib.auth.models import User
+
+    User.objects.create_superuser("editor", password="pw")
+    client.login(username="editor", password="pw")
+    form = {
+        "name": "Big spenders",
+        "key": "big-spenders",
+        "kind": "rule",
+        "description": "",
+        "priority": "5",
+        "active": "on",
+    }
+    bad = client.post(
+        "/admin/aigc_django/segment/add/", {**form, "rules": '[{"type": "astrology"}]'}
+    )
+    assert bad.status_code == 200 and b"type" in bad.content
+    assert not Segment.objects.filter(key="big-spenders").exists()
+    good = client.post(
+        "/admin/aigc_django/segment/add/",
+        {**form, "rules": '[{"type": "high_spender", "min_spent": 200}]'},
+    )
+    assert good.status_code == 302
+    assert Segment.objects.get(key="big-spenders").rules == [
+        {"type": "high_spender", "min_spent": 200}
+    ]
+    everyone = Segment.objects.get(key="everyone")
+    page = client.get(f"/admin/aigc_django/segment/{everyone.pk}/delete/")
+    assert page.status_code == 403

@@ -1,8 +1,10 @@
+from django.contrib import admin
 from django.urls import include, path
 
 from tests.shopapp import views
 
 urlpatterns = [
+    path("admin/", admin.site.urls),
     path("aigc/", include("aigc_django.urls")),
     path("product/<str:sku>/", views.product, name="product"),
     path("plain/", views.plain, name="plain"),

@@ -45,6 +45,19 @@ class Segment(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from aigc_django.profiles.rules import validate_rules
+
+        if self.kind == self.Kind.RULE:
+            try:
+                validate_rules(self.rules)
+            except ValidationError as exc:
+                raise ValidationError({"rules": exc.messages}) from None
+        elif self.rules:
+            raise ValidationError({"rules": _("Only rule segments have rules.")})
+
 
 class Profile(models.Model):
     """What one visitor likes, rebuilt from their events."""
