@@ -15,11 +15,21 @@ shift is at most ``tol`` times the mean feature variance):
   random_state=...).fit(x)`` inside ``threadpool_limits(--threads)`` (its OpenMP and BLAS).
 
 Runs alternate (torch first on even repeats, sklearn first on odd ones). Each side seeds
-k-means++ its own way, so the two start from different centroids and may need different
-numbers of iterations; the table reports iterations and time per iteration beside the
-totals. A second comparison, ``same seeds``, starts both from identical centroids
-(scikit-learn's ``kmeans_plusplus`` on a 100,000-row sample) and so times the Lloyd
-iterations alone, like for like.
+its own way, so the two start from different centroids and may need different numbers of
+iterations; the table reports iterations and time per iteration beside the totals.
+scikit-learn runs k-means++ on all rows. ``kmeans()`` runs it on a random sample of
+max(50,000, 500 k) rows, then refines the seeds with Lloyd on that sample and on samples
+three and nine times as large (while under half the rows), before its Lloyd iterations over
+all rows; its time includes all that, its iteration count only the passes over all rows.
+A second comparison, ``same seeds``, starts both sides from identical centroids
+(scikit-learn's ``kmeans_plusplus`` on a 100,000-row sample), so that both run plain Lloyd
+over all rows from the same point: like for like.
+
+torch's and scikit-learn's OpenMP threads spin while they wait for work. When another
+process holds one of the cores, torch (with thousands of short parallel regions per fit)
+can slow down many times over, far more than scikit-learn (one region per iteration).
+``--omp-wait-policy passive`` restarts the benchmark with ``OMP_WAIT_POLICY=PASSIVE``,
+which applies to both sides and removes most of that noise, at some cost to both.
 
 With ``--device cuda`` the torch side runs on the GPU (timed with synchronisation); add
 ``--compare-cpu`` to time it against torch on the CPU instead of against scikit-learn.
@@ -190,9 +200,11 @@ def machine(args: argparse.Namespace) -> str:
             for p in threadpool_info()
         )
         lines.append(f"scikit-learn {sklearn.__version__}; thread pools: {pools}")
-    coretype = os.environ.get("OPENBLAS_CORETYPE")
-    if coretype:
-        lines.append(f"OPENBLAS_CORETYPE={coretype}")
+    env = [
+        f"{v}={os.environ[v]}" for v in ("OPENBLAS_CORETYPE", "OMP_WAIT_POLICY") if v in os.environ
+    ]
+    if env:
+        lines.append(" ".join(env))
     return "\n".join(lines)
 
 
@@ -214,9 +226,22 @@ def main() -> int:
     parser.add_argument(
         "--no-same-seeds", action="store_true", help="skip the comparison from identical seeds"
     )
+    parser.add_argument(
+        "--omp-wait-policy",
+        choices=["active", "passive"],
+        help="restart with OMP_WAIT_POLICY set (both sides); default: leave it as it is",
+    )
     args = parser.parse_args()
     if args.compare_cpu and args.device != "cuda":
         parser.error("--compare-cpu needs --device cuda")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA device here")
+    wanted = (args.omp_wait_policy or "").upper()
+    if wanted and os.environ.get("OMP_WAIT_POLICY", "").upper() != wanted:
+        # OpenMP reads the variable when it loads, which torch's import has done already.
+        os.execve(
+            sys.executable, [sys.executable, *sys.argv], {**os.environ, "OMP_WAIT_POLICY": wanted}
+        )
 
     torch.set_num_threads(args.threads)
     print("$ .venv/bin/python benchmarks/kmeans.py " + shlex.join(sys.argv[1:]))

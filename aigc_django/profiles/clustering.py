@@ -6,15 +6,22 @@ tells which cluster of the last build each new cluster continues, so that a segm
 identity across rebuilds.
 
 Everything runs in float32 on the device of the input (a CUDA tensor is clustered on its
-GPU; nothing here moves data to another device) under ``torch.no_grad()``. Results depend on
-``seed`` only: random draws come from a CPU ``torch.Generator``, so the same seed makes the same
-draws on every device, though float rounding still differs between CPU and GPU.
+GPU; nothing here moves data to another device, except ``match_centroids()``, which works on
+the CPU) under ``torch.no_grad()``. Random draws come from a CPU ``torch.Generator`` seeded
+with ``seed``, so a seed makes the same draws on every device; on the CPU, with the same number
+of threads, the same seed gives the same result bit for bit; on CUDA atomic additions can
+change the last bits.
 
 The algorithm follows scikit-learn's ``KMeans`` (greedy k-means++ seeding, Lloyd iterations,
-the same stopping rule, empty clusters moved to the farthest points) and ``MiniBatchKMeans``,
-so their results can be compared. Lloyd iterations use Hamerly's bounds: a row is only
-compared with every centroid when its bounds say its cluster might have changed, which gives
-the same labels as plain Lloyd at a fraction of the work once few rows move.
+the same stopping rule, empty clusters moved to the farthest rows) and ``MiniBatchKMeans``,
+so their results can be compared. Lloyd iterations keep Hamerly's bound for each row and
+only compare a row with every centroid when the bound says its cluster may have changed:
+the same labels as plain Lloyd at a fraction of the work once few rows move. Large inputs
+are seeded on samples (see ``kmeans()``).
+
+On the CPU, torch's OpenMP threads spin while they wait; on a machine whose cores other
+busy processes share, a fit can then run many times slower than on one thread. Set
+``OMP_WAIT_POLICY=PASSIVE`` in the environment, or ``torch.set_num_threads(1)``, there.
 """
 
 from __future__ import annotations
@@ -29,9 +36,9 @@ __all__ = ["KMeansResult", "assign", "choose_k", "kmeans", "match_centroids"]
 # Rows per block are chosen so a block of distances takes about this much memory.
 _CPU_BLOCK_BYTES = 2 << 20
 _CUDA_BLOCK_BYTES = 256 << 20
-# Inputs with over twice max(this, 1000 * k) rows are seeded on a random sample that size.
-_SEED_SAMPLE_MIN = 100_000
-_SEED_SAMPLE_PER_CLUSTER = 1000
+# Inputs with over twice max(this, 500 * k) rows are seeded on a random sample that size.
+_SEED_SAMPLE_MIN = 50_000
+_SEED_SAMPLE_PER_CLUSTER = 500
 # Mini-batch mode: stop after this many steps without a better smoothed inertia (sklearn's
 # max_no_improvement) and move clusters lighter than this share of the heaviest one.
 _MAX_NO_IMPROVEMENT = 10
@@ -47,8 +54,8 @@ class KMeansResult:
     ``centroids`` is ``(k, d)`` float32 and ``labels`` ``(n,)`` int64, both on the input's
     device; ``labels[i]`` is the nearest centroid of row ``i``. ``inertia`` is the sum of
     squared distances of the rows to their centroid. ``iterations`` counts Lloyd iterations
-    (mini-batch steps in mini-batch mode); ``converged`` is False when ``max_iter`` ran out
-    before the stopping rule was met.
+    over all rows (mini-batch steps in mini-batch mode); ``converged`` is False when
+    ``max_iter`` ran out before the stopping rule was met.
     """
 
     centroids: torch.Tensor
@@ -71,25 +78,32 @@ def kmeans(
 ) -> KMeansResult:
     """Cluster the rows of ``x`` (``(n, d)``, any real dtype, computed in float32) into ``k``.
 
-    Seeding is greedy k-means++ (``2 + log(k)`` candidates per centroid, the best kept), done
-    on a random sample of ``max(100_000, 500 * k)`` rows when ``x`` has more; ``init`` (``(k,
-    d)``) replaces it. Lloyd iterations stop, as in scikit-learn, when no label changes or
-    when the squared centroid shift summed over clusters is at most ``tol`` times the mean
-    per-feature variance of ``x``; ``tol=0`` waits for labels to settle. A cluster left empty
-    takes the row farthest from its centroid.
+    Seeding is greedy k-means++ as in scikit-learn (``2 + log(k)`` candidates per centroid,
+    the best kept); ``init`` (``(k, d)``) replaces it. When ``x`` has more than twice
+    ``m = max(50_000, 500 * k)`` rows, k-means++ runs on a random sample of ``m`` rows, and
+    the seeds are refined by Lloyd on that sample, then on samples three times as large while
+    those stay under half of ``x``: most rows change cluster in the first iterations, and
+    doing those on samples saves most of the time. The Lloyd iterations over all of ``x``
+    then stop, as in scikit-learn, when no label changes or when the squared centroid shift
+    summed over clusters is at most ``tol`` times the mean per-feature variance of ``x``
+    (``tol=0`` waits for labels to settle). ``iterations`` counts only those passes over all
+    rows; ``max_iter`` also caps each refinement. A cluster left empty takes the row
+    farthest from its centroid.
 
     With ``batch_size``, the centroids are learnt from random mini-batches instead
-    (scikit-learn's ``MiniBatchKMeans``): at most ``max_iter * n // batch_size`` steps (so
-    ``max_iter`` counts passes over the data), stopping early when the smoothed batch inertia
-    has not improved for 10 steps or the centroids move less than the tolerance; then one full
-    pass gives the labels and the inertia. Use it when ``x`` is too large for repeated passes.
+    (scikit-learn's ``MiniBatchKMeans``, seeded by k-means++ on the sample above): at most
+    ``max_iter * n // batch_size`` steps (so ``max_iter`` counts passes over the data),
+    stopping early when the smoothed batch inertia has not improved for 10 steps or the
+    centroids move less than the tolerance; then one full pass gives the labels and the
+    inertia. Use it when ``x`` is too large for repeated passes; its inertia is typically a
+    percent or two above the full algorithm's.
 
-    The same ``seed`` gives the same result on the same device. Memory beyond ``x`` stays
-    near a few times ``n`` floats plus blocks of about 8 MiB (256 MiB on CUDA); a copy of
-    ``x`` is made when it is not contiguous float32, or when its mean is far from the origin
-    compared with its spread (centring it keeps float32 distances exact enough).
-    Raises ``ValueError`` for a ``k`` outside ``1..n``, an empty, non-2D or non-finite ``x``,
-    or a bad option.
+    Memory beyond ``x``: a few floats per row, blocks of distances of about 2 MiB (256 MiB
+    on CUDA), and copies of the refinement samples (at most half of ``x``). ``x`` itself is
+    copied when it is not contiguous float32, or when its mean is far from the origin
+    compared with its spread (centring keeps float32 distances exact enough). Raises
+    ``ValueError`` for a ``k`` outside ``1..n``, an empty, non-2D or non-finite ``x``, or a
+    bad option.
     """
     x = _check_data(x, "x", finite=False)  # _prepare checks
     n, d = x.shape
@@ -141,7 +155,7 @@ def assign(
 
     Returns ``(labels, distances)``: ``(n,)`` int64 and ``(n,)`` float32 on ``x``'s device
     (``centroids`` is moved there). ``chunk`` rows are compared at a time, which bounds the
-    extra memory to ``chunk * k`` floats; by default blocks take about 8 MiB (256 MiB on
+    extra memory to ``chunk * k`` floats; by default blocks take about 2 MiB (256 MiB on
     CUDA). Distances come from ``|x|^2 - 2 x.c + |c|^2`` in float32, so a row on top of its
     centroid can read a tiny positive number instead of 0.
     """
@@ -178,8 +192,8 @@ def choose_k(
     ``silhouette_score``). Real groups often hold sub-groups whose split scores a hair better
     than the groups themselves; ``tolerance`` prefers the fewer, broader segments then
     (``tolerance=0`` picks the best score, the smallest ``k`` on a tie). The silhouette
-    needs ``2 <= k_min <= k_max <= sample rows - 1``. Cost grows with ``sample_size ** 2``:
-    the 4000-row default takes a few seconds for ten values of ``k`` on a CPU core.
+    needs ``2 <= k_min <= k_max <= sample rows - 1``. Cost grows with ``sample_size ** 2``;
+    with the 4000-row default, eleven values of ``k`` take about half a second on one core.
     """
     x = _check_data(x, "x")
     _check_int(k_min, "k_min", low=2)
@@ -360,34 +374,6 @@ def _nearest(
     return labels, dist
 
 
-def _nearest_two(
-    block: torch.Tensor, block_norms: torch.Tensor, table: _Table, old: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Nearest label, distance to the nearest and to the second nearest centroid.
-
-    With ``old`` labels, the nearest is only searched for where the old centroid is no longer
-    the nearest, which saves most of the work once few rows change cluster.
-    """
-    scores = table.scores(block)
-    if old is None:
-        first, label = table.nearest(scores)
-    else:
-        first = scores.amin(0)
-        changed = (scores.gather(0, old[None])[0] > first).nonzero()[:, 0]
-        label = old
-        if len(changed):
-            _, found = table.nearest(scores.index_select(1, changed))
-            label = old.index_copy(0, changed, found)
-    if table.k > 1:
-        scores.scatter_(0, label[None], math.inf)
-        second = scores.amin(0)
-    else:
-        second = torch.full_like(first, math.inf)
-    first = (first + block_norms).clamp_(min=0).sqrt_()
-    second = (second + block_norms).clamp_(min=0).sqrt_()
-    return label, first, second
-
-
 def _seed(
     x: torch.Tensor,
     xn: torch.Tensor,
@@ -411,18 +397,14 @@ def _seed(
     if n <= 2 * size:
         return _kmeans_plusplus(x, xn, k, gen)
     order = torch.randperm(n, generator=gen).to(x.device)
+    sample = order[:size]
+    centroids = _kmeans_plusplus(x.index_select(0, sample), xn.index_select(0, sample), k, gen)
     rows = _block_rows(x.device, k)
-    centroids: torch.Tensor | None = None
-    while 2 * size <= n:
-        sample = x.index_select(0, order[:size])
-        norms = xn.index_select(0, order[:size])
-        if centroids is None:
-            centroids = _kmeans_plusplus(sample, norms, k, gen)
-        if not refine:
-            break
-        centroids = _lloyd(sample, norms, centroids, max_iter, tol, rows)[0]
+    while refine and 2 * size <= n:
+        sample = order[:size]
+        points, norms = x.index_select(0, sample), xn.index_select(0, sample)
+        centroids = _lloyd(points, norms, centroids, max_iter, tol, rows)[0]
         size *= 3
-    assert centroids is not None
     return centroids
 
 
@@ -456,14 +438,46 @@ def _kmeans_plusplus(
 # Lloyd with Hamerly's bounds -----------------------------------------------------------
 
 
+def _nearest_two(
+    block: torch.Tensor, block_norms: torch.Tensor, table: _Table, old: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Nearest label, distances to the nearest and the second nearest centroid, and the
+    positions whose label differs from ``old`` (all of them without ``old``).
+
+    With ``old``, the nearest is only searched for where the old centroid is no longer the
+    nearest, which saves most of the work once few rows change cluster.
+    """
+    scores = table.scores(block)
+    if old is None:
+        first, label = table.nearest(scores)
+        changed = torch.arange(len(label), device=label.device)
+    else:
+        first = scores.amin(0)
+        changed = (scores.gather(0, old[None])[0] > first).nonzero()[:, 0]
+        label = old
+        if len(changed):
+            _, found = table.nearest(scores.index_select(1, changed))
+            label = old.index_copy(0, changed, found)
+    if table.k > 1:
+        scores.scatter_(0, label[None], math.inf)
+        second = scores.amin(0)
+    else:
+        second = torch.full_like(first, math.inf)
+    first = (first + block_norms).clamp_(min=0).sqrt_()
+    second = (second + block_norms).clamp_(min=0).sqrt_()
+    return label, first, second, changed
+
+
 class _LloydState:
     """Labels, per-cluster sums and counts, and a Hamerly bound for each row.
 
     ``margin[i]`` is at most the distance from row ``i`` to its second nearest centroid less
     the distance to its own; while it is not negative the row cannot have changed cluster.
     When the centroids move, a margin shrinks by the move of the row's own centroid plus the
-    largest move of any other, so only rows with a negative margin are looked at again. Sums
-    are float64 and updated only for rows that change cluster: exact without a full pass.
+    largest move of any other, so only rows with a negative margin are looked at again.
+    (Yinyang's per-group bounds prune more rows, but on CPU their upkeep cost more than they
+    saved.) Sums are float64 and updated only for rows that change cluster: exact without a
+    full pass.
     """
 
     def __init__(self, x: torch.Tensor, xn: torch.Tensor, centroids: torch.Tensor, rows: int):
@@ -479,7 +493,7 @@ class _LloydState:
         for start in range(0, n, rows):
             stop = min(start + rows, n)
             block = x[start:stop]
-            label, first, second = _nearest_two(block, xn[start:stop], table)
+            label, first, second, _ = _nearest_two(block, xn[start:stop], table)
             self.labels[start:stop] = label
             torch.sub(second, first, out=self.margin[start:stop])
             # float32 sums per block, float64 across blocks: exact enough, and cheap.
@@ -509,14 +523,13 @@ class _LloydState:
         """Recompute labels and margins of the rows ``where`` (their values are ``block``)."""
         if isinstance(where, slice):
             old = self.labels[where]
-            label, first, second = _nearest_two(block, self.xn[where], table, old)
+            label, first, second, moved = _nearest_two(block, self.xn[where], table, old)
             torch.sub(second, first, out=self.margin[where])
         else:
             old = self.labels.index_select(0, where)
             norms = self.xn.index_select(0, where)
-            label, first, second = _nearest_two(block, norms, table, old)
+            label, first, second, moved = _nearest_two(block, norms, table, old)
             self.margin.index_copy_(0, where, second - first)
-        moved = (label != old).nonzero()[:, 0]
         if not len(moved):
             return 0
         new = label.index_select(0, moved)
@@ -711,7 +724,8 @@ def _silhouettes(x: torch.Tensor, labelings: list[torch.Tensor], ks: list[int]) 
         sq = torch.addmm(xn[None, :], x[start:stop], x.T, alpha=-2.0).add_(xn[start:stop, None])
         dist = sq.clamp_(min=0).sqrt_()
         # Distance to itself is 0; the expansion leaves rounding noise there.
-        dist[torch.arange(stop - start), torch.arange(start, stop)] = 0.0
+        diagonal = torch.arange(start, stop, device=x.device)
+        dist[diagonal - start, diagonal] = 0.0
         for i, (lab, onehot, size) in enumerate(zip(labelings, onehots, sizes, strict=True)):
             own = lab[start:stop]
             sums = dist @ onehot  # (block, k): total distance to each cluster
