@@ -40,6 +40,21 @@ def _name(path: tuple[str, ...]) -> str:
     return "AIGC" + "".join(f"[{p!r}]" for p in path)
 
 
+def _list_option(name: str, what: str, check_id: str, errors: list[CheckMessage]) -> list:
+    """The option's value when it is a list or tuple; else an error is added and [] returned."""
+    value = getattr(aigc_settings, name)
+    if isinstance(value, list | tuple):
+        return list(value)
+    errors.append(
+        Error(
+            f"AIGC['{name}'] is {value!r}.",
+            hint=f"It must be {what}.",
+            id=f"aigc_django.{check_id}",
+        )
+    )
+    return []
+
+
 @register("aigc_django")
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     raw = getattr(settings, "AIGC", {})
@@ -154,16 +169,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 )
             )
 
-    kinds = aigc_settings.CUSTOM_EVENT_KINDS
-    if not isinstance(kinds, list | tuple):
-        errors.append(
-            Error(
-                f"AIGC['CUSTOM_EVENT_KINDS'] is {kinds!r}.",
-                hint='It must be a list, e.g. ["wishlist"].',
-                id="aigc_django.E009",
-            )
-        )
-        kinds = []
+    kinds = _list_option("CUSTOM_EVENT_KINDS", 'a list, e.g. ["wishlist"]', "E009", errors)
     for kind in kinds:
         if not isinstance(kind, str) or not KIND_PATTERN.match(kind) or kind in BUILTIN_KINDS:
             errors.append(
@@ -186,16 +192,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 )
             )
 
-    patterns = aigc_settings.BOT_USER_AGENTS
-    if not isinstance(patterns, list | tuple):
-        errors.append(
-            Error(
-                f"AIGC['BOT_USER_AGENTS'] is {patterns!r}.",
-                hint="It must be a list of regular expressions.",
-                id="aigc_django.E011",
-            )
-        )
-        patterns = []
+    patterns = _list_option("BOT_USER_AGENTS", "a list of regular expressions", "E011", errors)
     for pattern in patterns:
         try:
             re.compile(pattern)

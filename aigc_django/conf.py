@@ -189,8 +189,13 @@ class AigcSettings:
             raise ImproperlyConfigured(
                 f"AIGC[{']['.join(repr(p) for p in path)}] = {value!r} is not a dotted path."
             )
+        # Cached like every option: the consent check is read on every request.
+        key = "import:" + ".".join(path)
+        if key in self._cache:
+            return self._cache[key]
         try:
-            return import_string(value)
+            self._cache[key] = import_string(value)
+            return self._cache[key]
         except ImportError as exc:
             raise ImproperlyConfigured(
                 f"AIGC[{']['.join(repr(p) for p in path)}] = {value!r} cannot be imported: {exc}"

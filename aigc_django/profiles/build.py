@@ -302,15 +302,10 @@ def _save_segments_and_profiles(
     else:
         Segment.objects.filter(kind=Segment.Kind.LEARNED).update(size=0)
 
-    # Rule segments beat learned ones; everyone catches the rest.
-    final: list[Segment] = []
-    for row in range(len(features)):
-        if rule_winner[row] >= 0:
-            final.append(rule_segments[int(rule_winner[row])])
-        elif labels[row] >= 0:
-            final.append(learned[int(labels[row])])
-        else:
-            final.append(everyone)
+    final = [
+        _segment_of(row, rule_winner, rule_segments, labels, learned, everyone)
+        for row in range(len(features))
+    ]
 
     top_items = _top_items(fact, item_keys, final, len(features), options["TOP_ITEMS"])
     sizes: dict[int, int] = {}
@@ -410,36 +405,25 @@ def _write_profiles(
     now: datetime,
     progress: Progress | None,
 ) -> None:
-    categories = features.category_keys
     recommended: torch.Tensor | None = None
     if fact is not None and item_keys:
         recommended = _recommendations(fact, popular, aigc_settings.PROFILES["TOP_ITEMS"])
-    interests = features.interests
     rows = list(range(len(features)))
     for done, chunk in enumerate(iter_chunks(rows, 2000), start=1):
         profiles = []
         for row in chunk:
-            weights = interests[row]
-            nonzero = weights.nonzero().flatten().tolist()
             profiles.append(
                 Profile(
                     visitor_id=features.visitor_keys[row],
-                    interests={categories[c]: round(float(weights[c]), 4) for c in nonzero},
                     embedding=[round(v, 5) for v in fact.user_factors[row].tolist()]
                     if fact is not None
                     else None,
                     top_items=[item_keys[i] for i in recommended[row].tolist() if i >= 0]
                     if recommended is not None
                     else [],
-                    recency_days=round(float(features.recency_days[row]), 3),
-                    frequency=int(features.event_counts[row]),
-                    monetary=round(float(features.monetary[row]), 2),
-                    cart_open=bool(features.cart_open[row]),
-                    last_cart_at=_when(features.last_cart[row]),
-                    device=features.device[row][:16],
-                    referrer=features.referrer[row][:255],
                     segment=final[row],
                     built_at=now,
+                    **_feature_fields(features, row),
                 )
             )
         Profile.objects.bulk_create(
@@ -464,6 +448,40 @@ def _recommendations(
     blank = fact.user_factors.abs().sum(1).cpu() == 0
     best[blank] = torch.tensor(popular[:count] + [-1] * (count - len(popular[:count])))
     return best
+
+
+def _feature_fields(features: VisitorFeatures, row: int) -> dict[str, Any]:
+    """The profile fields that come straight from a visitor's features."""
+    weights = features.interests[row]
+    return {
+        "interests": {
+            features.category_keys[c]: round(float(weights[c]), 4)
+            for c in weights.nonzero().flatten().tolist()
+        },
+        "recency_days": round(float(features.recency_days[row]), 3),
+        "frequency": int(features.event_counts[row]),
+        "monetary": round(float(features.monetary[row]), 2),
+        "cart_open": bool(features.cart_open[row]),
+        "last_cart_at": _when(features.last_cart[row]),
+        "device": features.device[row][:16],
+        "referrer": features.referrer[row][:255],
+    }
+
+
+def _segment_of(
+    row: int,
+    rule_winner: torch.Tensor,
+    rules: list[Segment],
+    labels: torch.Tensor,
+    learned: list[Segment],
+    everyone: Segment,
+) -> Segment:
+    """Precedence: the winning rule segment, then the learned segment, then everyone."""
+    if rule_winner[row] >= 0:
+        return rules[int(rule_winner[row])]
+    if labels[row] >= 0:
+        return learned[int(labels[row])]
+    return everyone
 
 
 def _when(stamp: torch.Tensor) -> datetime | None:
@@ -510,50 +528,21 @@ def update_profiles(visitor_ids: Sequence[Any], now: datetime | None = None) -> 
         if len(rows):
             nearest, _ = clustering.assign(_unit_rows(points[rows]), centroids)
             labels[rows] = nearest
-    existing = {
-        str(p.visitor_id): p
-        for p in Profile.objects.filter(visitor_id__in=list(features.visitor_keys))
-    }
-    profiles = []
-    for row, visitor in enumerate(features.visitor_keys):
-        if rule_winner[row] >= 0:
-            segment = rules[int(rule_winner[row])]
-        elif labels[row] >= 0:
-            segment = learned[int(labels[row])]
-        else:
-            segment = everyone
-        profile = existing.get(visitor) or Profile(visitor_id=visitor)
-        weights = features.interests[row]
-        profile.interests = {
-            features.category_keys[c]: round(float(weights[c]), 4)
-            for c in weights.nonzero().flatten().tolist()
-        }
-        profile.recency_days = round(float(features.recency_days[row]), 3)
-        profile.frequency = int(features.event_counts[row])
-        profile.monetary = round(float(features.monetary[row]), 2)
-        profile.cart_open = bool(features.cart_open[row])
-        profile.last_cart_at = _when(features.last_cart[row])
-        profile.device = features.device[row][:16]
-        profile.referrer = features.referrer[row][:255]
-        profile.segment = segment
-        profile.built_at = now
-        profiles.append(profile)
+    # Embedding and top items are left as they are: only a full rebuild refits them.
+    profiles = [
+        Profile(
+            visitor_id=visitor,
+            segment=_segment_of(row, rule_winner, rules, labels, learned, everyone),
+            built_at=now,
+            **_feature_fields(features, row),
+        )
+        for row, visitor in enumerate(features.visitor_keys)
+    ]
     Profile.objects.bulk_create(
         profiles,
         update_conflicts=True,
         unique_fields=["visitor"],
-        update_fields=[
-            "interests",
-            "recency_days",
-            "frequency",
-            "monetary",
-            "cart_open",
-            "last_cart_at",
-            "device",
-            "referrer",
-            "segment",
-            "built_at",
-        ],
+        update_fields=[*_feature_fields(features, 0), "segment", "built_at"],
     )
     lookup.forget(features.visitor_keys)
     return len(profiles)
