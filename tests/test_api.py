@@ -181,6 +181,18 @@ def test_clients_that_drop_cookies_are_throttled_by_address(aigc):
     cache.clear()
 
 
+def test_fresh_visitor_cookies_do_not_escape_the_address_limit(aigc):
+    cache.clear()
+    aigc(API={"INGEST_RATE": "100/min", "INGEST_RATE_PER_ADDRESS": "2/min"})
+    codes = []
+    for _ in range(4):
+        client = Client(headers={"User-Agent": BROWSER_UA})
+        client.get("/plain/")  # a new visitor cookie each time
+        codes.append(post(client, good_events(1)).status_code)
+    assert codes == [202, 202, 429, 429]
+    cache.clear()
+
+
 def test_a_wrong_token_is_401():
     events = [{**e, "visitor": str(uuid.uuid4())} for e in good_events(1)]
     response = post(Client(), events, HTTP_AUTHORIZATION="Token wrong")
