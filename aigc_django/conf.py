@@ -127,7 +127,61 @@ DEFAULTS: dict[str, Any] = {
     "MODEL_DIR": None,
     # The Celery queue for the app's CPU tasks.
     "CELERY_QUEUE": "aigc",
+    # Copy and image backends by alias, configured like CACHES; "default" is required.
+    "COPY_BACKENDS": {
+        "default": {
+            "BACKEND": "aigc_django.generation.backends.builtin_copy.BuiltinCopyBackend",
+            "OPTIONS": {},
+        },
+    },
+    "IMAGE_BACKENDS": {
+        "default": {
+            "BACKEND": "aigc_django.generation.backends.builtin_image.BuiltinImageBackend",
+            "OPTIONS": {},
+        },
+    },
+    # What generated content says and looks like for this shop.
+    "BRAND": {
+        "NAME": "",
+        # A few words on tone, put into every brief ("warm, playful, no jargon").
+        "VOICE": "",
+        # Brand colours as "#rrggbb"; backgrounds and call-to-action buttons use them.
+        "COLORS": ["#1f2937", "#f59e0b", "#f3f4f6"],
+        # Path of the logo image drawn on banners (PNG with transparency works best).
+        "LOGO": None,
+        # Paths of TrueType/OpenType fonts; None uses the font that ships with Pillow.
+        "FONT": None,
+        "BOLD_FONT": None,
+        # Copy containing these words (whole words, any case) or regular expressions is
+        # flagged for the editor, never published unreviewed.
+        "BANNED_WORDS": [],
+        "BANNED_PATTERNS": [],
+    },
+    "GENERATION": {
+        # The Celery queue of generation tasks (run by GPU workers where there are GPUs).
+        "QUEUE": "aigc_gpu",
+        # Briefs per backend call; halved on out-of-memory down to 1.
+        "BATCH_SIZE": 8,
+        # Candidates the builtin copy model samples per variant, best kept.
+        "CANDIDATES": 4,
+        # Seconds: soft limit (the job stops and retries) and hard limit (the worker is killed).
+        "SOFT_TIME_LIMIT": 900,
+        "TIME_LIMIT": 1200,
+        "MAX_RETRIES": 3,
+        # Seconds before the first retry of a transient error; doubles each time.
+        "RETRY_BACKOFF": 30,
+        # Banner files: a WebP master and a fallback ("JPEG" or "PNG"), plus srcset widths.
+        "IMAGE_FORMAT": "WEBP",
+        "FALLBACK_FORMAT": "JPEG",
+        "RENDITION_WIDTHS": [480, 960],
+        "QUALITY": 85,
+        # Sizes used when a banner slot names none.
+        "DEFAULT_SIZES": [[1200, 628]],
+    },
 }
+
+# Options whose keys are the project's own names (backend aliases), not known sub-keys.
+FREE_KEYS: set[str] = {"COPY_BACKENDS", "IMAGE_BACKENDS"}
 
 # Options whose string values are dotted import paths, imported on access.
 IMPORT_STRINGS: set[tuple[str, ...]] = {("CONSENT", "CHECK")}
@@ -156,6 +210,8 @@ class AigcSettings:
         for key, value in self.user_settings.items():
             if key not in DEFAULTS:
                 found.append(key)
+            elif key in FREE_KEYS:
+                continue
             elif isinstance(DEFAULTS[key], dict) and isinstance(value, dict):
                 found += [f"{key}.{sub}" for sub in value if sub not in DEFAULTS[key]]
         return found
@@ -173,7 +229,7 @@ class AigcSettings:
             )
         default = DEFAULTS[name]
         value = self.user_settings.get(name, default)
-        if isinstance(default, dict) and isinstance(value, dict):
+        if isinstance(default, dict) and isinstance(value, dict) and name not in FREE_KEYS:
             value = {**copy.deepcopy(default), **value}
         self._cache[name] = value
         return value

@@ -1,0 +1,1 @@
+"""Generation stage: briefs, backends, banner composition, safety checks and the service."""
