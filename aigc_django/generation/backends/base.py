@@ -82,7 +82,7 @@ class TransientBackendError(Exception):
     """A failure worth retrying later (a server timeout, a busy GPU)."""
 
 
-class Backend(ABC):  # noqa: B024  (the kinds below declare generate)
+class Backend(ABC):  # noqa: B024  (the kinds below declare _generate)
     """What copy and image backends share: options, lazy loading, timing."""
 
     # The short name recorded in provenance ("builtin", "transformers", ...).
@@ -129,19 +129,73 @@ class Backend(ABC):  # noqa: B024  (the kinds below declare generate)
 
 
 class CopyBackend(Backend):
-    """Writes marketing copy. One draft per brief, in the same order."""
+    """Writes marketing copy. One draft per brief, in the same order.
 
-    @abstractmethod
+    Subclasses implement ``_generate``; ``generate`` loads the model on first use, checks the
+    batch and the results, and records the load and generate times in every provenance.
+    """
+
     def generate(self, briefs: list[Brief]) -> list[CopyDraft]:
         """Copy for each brief (its ``seed`` decides the sampling), as one batch."""
+        _check_briefs(briefs)
+        load = self.ensure_loaded()
+        start = time.perf_counter()
+        drafts = self._generate(list(briefs))
+        elapsed = time.perf_counter() - start
+        if len(drafts) != len(briefs):
+            raise ValueError(
+                f"{type(self).__name__} returned {len(drafts)} drafts for {len(briefs)} briefs"
+            )
+        for brief, draft in zip(briefs, drafts, strict=True):
+            missing = set(brief.fields) - set(draft.fields)
+            if missing:
+                raise ValueError(f"{type(self).__name__} left out fields {sorted(missing)}")
+            draft.provenance.timings.setdefault("load", load)
+            draft.provenance.timings.setdefault("generate", elapsed)
+        return drafts
+
+    @abstractmethod
+    def _generate(self, briefs: list[Brief]) -> list[CopyDraft]:
+        """The backend's own work: one draft per brief, in order, placeholders filled."""
 
 
 class ImageBackend(Backend):
     """Makes images (backgrounds or whole scenes). One image per brief, in the same order."""
 
-    @abstractmethod
     def generate(self, briefs: list[Brief], size: tuple[int, int]) -> list[GeneratedImage]:
         """An RGB image of ``size`` (width, height) for each brief, seeded by ``brief.seed``."""
+        _check_briefs(briefs)
+        width, height = (int(v) for v in size)
+        if not (0 < width <= 8192 and 0 < height <= 8192):
+            raise ValueError(f"image size must be within 1..8192 pixels, not {size!r}")
+        load = self.ensure_loaded()
+        start = time.perf_counter()
+        images = self._generate(list(briefs), (width, height))
+        elapsed = time.perf_counter() - start
+        if len(images) != len(briefs):
+            raise ValueError(
+                f"{type(self).__name__} returned {len(images)} images for {len(briefs)} briefs"
+            )
+        for generated in images:
+            if generated.image.size != (width, height):
+                generated.image = generated.image.resize((width, height))
+            if generated.image.mode != "RGB":
+                generated.image = generated.image.convert("RGB")
+            generated.provenance.timings.setdefault("load", load)
+            generated.provenance.timings.setdefault("generate", elapsed)
+        return images
+
+    @abstractmethod
+    def _generate(self, briefs: list[Brief], size: tuple[int, int]) -> list[GeneratedImage]:
+        """The backend's own work: one image per brief, in order."""
+
+
+def _check_briefs(briefs: list[Brief]) -> None:
+    if not briefs:
+        raise ValueError("generate() needs at least one brief")
+    for brief in briefs:
+        if not isinstance(brief, Brief):
+            raise TypeError(f"generate() takes Brief objects, not {type(brief).__name__}")
 
 
 @contextmanager

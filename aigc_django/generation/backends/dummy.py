@@ -49,10 +49,9 @@ class DummyCopyBackend(CopyBackend):
     def model_version(self) -> str:
         return "1"
 
-    def generate(self, briefs: list[Brief]) -> list[CopyDraft]:
+    def _generate(self, briefs: list[Brief]) -> list[CopyDraft]:
         import time
 
-        load = self.ensure_loaded()
         self.calls += 1
         if self.calls <= int(self.options.get("FAIL_TIMES", 0)):
             raise TransientBackendError(f"dummy failure {self.calls}")
@@ -65,7 +64,7 @@ class DummyCopyBackend(CopyBackend):
             for name, limit in brief.fields.items():
                 text = rng.choice(choices.get(name, BODIES))
                 fields[name] = fill_placeholders(text, brief)[:limit]
-            drafts.append(CopyDraft(fields, self.provenance(brief, brief.seed, load=load)))
+            drafts.append(CopyDraft(fields, self.provenance(brief, brief.seed)))
         return drafts
 
 
@@ -78,8 +77,7 @@ class DummyImageBackend(ImageBackend):
     def model_version(self) -> str:
         return "1"
 
-    def generate(self, briefs: list[Brief], size: tuple[int, int]) -> list[GeneratedImage]:
-        load = self.ensure_loaded()
+    def _generate(self, briefs: list[Brief], size: tuple[int, int]) -> list[GeneratedImage]:
         images = []
         for brief in briefs:
             rng = random.Random(brief.seed)
@@ -88,5 +86,5 @@ class DummyImageBackend(ImageBackend):
             else:
                 colour = "#" + "".join(f"{rng.randrange(256):02x}" for _ in range(3))
             image = Image.new("RGB", size, colour)
-            images.append(GeneratedImage(image, self.provenance(brief, brief.seed, load=load)))
+            images.append(GeneratedImage(image, self.provenance(brief, brief.seed)))
         return images
