@@ -43,6 +43,68 @@ def refresh_profiles() -> int:
     return refresh()
 
 
+@shared_task(name="aigc_django.plan_generation", acks_late=True, ignore_result=True)
+def plan_generation() -> int:
+    """Queue generation jobs for every (slot, segment) cell that lacks variants (hourly)."""
+    from aigc_django.generation.service import plan_generation as plan
+
+    return len(plan())
+
+
+@shared_task(
+    bind=True,
+    name="aigc_django.generate_variants",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def generate_variants(self, job_id: int) -> int:
+    """Run one generation job (queue ``AIGC["GENERATION"]["QUEUE"]``, "aigc_gpu").
+
+    Acknowledged only when done, so a job whose worker dies goes back to the queue; the job
+    is idempotent, so the re-run makes only the variants still missing. Transient backend
+    errors and the soft time limit are retried with exponential backoff.
+    """
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from aigc_django.conf import aigc_settings
+    from aigc_django.generation.backends import TransientBackendError
+    from aigc_django.generation.service import mark_failed, run_job
+
+    try:
+        return run_job(job_id).variants.count()
+    except (TransientBackendError, SoftTimeLimitExceeded) as exc:
+        options = aigc_settings.GENERATION
+        if self.request.retries >= options["MAX_RETRIES"]:
+            mark_failed(job_id, f"gave up after {self.request.retries + 1} attempts: {exc!r}")
+            raise
+        countdown = options["RETRY_BACKOFF"] * 2**self.request.retries
+        raise self.retry(exc=exc, countdown=countdown, max_retries=options["MAX_RETRIES"]) from exc
+
+
+@shared_task(bind=True, name="aigc_django.train_copy_model", acks_late=True, ignore_result=True)
+def train_copy_model(self, epochs: int | None = None) -> dict:
+    """Train the builtin copy model on the shop's text; a new active ``ModelArtifact``."""
+    import logging
+
+    from celery.backends.base import DisabledBackend
+
+    from aigc_django.generation.copymodel.train import train_copy_model as train
+
+    logger = logging.getLogger("aigc_django.generation")
+    reports = not isinstance(self.backend, DisabledBackend) and not self.request.is_eager
+
+    def progress(step: int, total: int) -> None:
+        if reports:  # visible through AsyncResult(task_id).info with a result backend
+            self.update_state(state="PROGRESS", meta={"step": step, "total": total})
+        if total and step % max(1, total // 10) == 0:
+            logger.info("Training the copy model: step %s of %s", step, total)
+
+    kwargs = {"epochs": epochs} if epochs else {}
+    artifact = train(progress=progress, **kwargs)
+    return {"version": artifact.version, "metrics": artifact.metrics}
+
+
 def beat_schedule(queue: str = "aigc", flush_every: float = 10.0) -> dict:
     """Entries for ``CELERY_BEAT_SCHEDULE``, e.g. ``CELERY_BEAT_SCHEDULE = {**beat_schedule()}``.
 
@@ -68,6 +130,11 @@ def beat_schedule(queue: str = "aigc", flush_every: float = 10.0) -> dict:
         "aigc-build-profiles": {
             "task": "aigc_django.build_profiles",
             "schedule": crontab(hour=2, minute=30),
+            "options": options(),
+        },
+        "aigc-plan-generation": {
+            "task": "aigc_django.plan_generation",
+            "schedule": crontab(minute=45),
             "options": options(),
         },
         "aigc-purge-events": {

@@ -1,6 +1,7 @@
 """Test settings: SQLite by default; AIGC_TEST_DB=postgres for PostgreSQL on 127.0.0.1."""
 
 import os
+import tempfile
 
 SECRET_KEY = "tests-only-secret-key-not-for-production-0123456789"
 DEBUG = False
@@ -108,4 +109,26 @@ if os.environ.get("AIGC_TEST_INGEST_BUFFER"):
         "MODE": "buffered",
         "BUFFER": os.environ["AIGC_TEST_INGEST_BUFFER"],
         "RECOVER_AFTER": int(os.environ.get("AIGC_TEST_RECOVER_AFTER", "300")),
+    }
+
+MEDIA_ROOT = os.environ.get(
+    "AIGC_TEST_MEDIA_ROOT", os.path.join(tempfile.gettempdir(), "aigc-test-media")
+)
+
+# A Celery worker started by a generation test uses the dummy backends, slowed down so the
+# test can kill it mid-job, and gets its unacknowledged jobs back after a few seconds.
+if os.environ.get("AIGC_TEST_GENERATION_DELAY"):
+    AIGC["COPY_BACKENDS"] = {
+        "default": {
+            "BACKEND": "aigc_django.generation.backends.dummy.DummyCopyBackend",
+            "OPTIONS": {"DELAY": float(os.environ["AIGC_TEST_GENERATION_DELAY"])},
+        }
+    }
+    AIGC["IMAGE_BACKENDS"] = {
+        "default": {"BACKEND": "aigc_django.generation.backends.dummy.DummyImageBackend"}
+    }
+    AIGC["GENERATION"] = {"BATCH_SIZE": 2, "RETRY_BACKOFF": 1}
+if os.environ.get("AIGC_TEST_VISIBILITY_TIMEOUT"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": int(os.environ["AIGC_TEST_VISIBILITY_TIMEOUT"])
     }

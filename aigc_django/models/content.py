@@ -70,6 +70,12 @@ class Variant(models.Model):
         related_name="variants",
         verbose_name=_("job"),
     )
+    position = models.PositiveSmallIntegerField(
+        _("position in job"),
+        null=True,
+        blank=True,
+        help_text=_("Which of its job's variants this is; a job makes each position once."),
+    )
     copy = models.JSONField(_("copy"), default=dict, blank=True)
     image = models.ImageField(_("image"), upload_to="aigc/variants/", blank=True)
     renditions = models.JSONField(_("renditions"), default=dict, blank=True)
@@ -89,6 +95,12 @@ class Variant(models.Model):
         verbose_name_plural = _("variants")
         indexes = [
             models.Index(fields=["slot", "segment", "status"], name="aigc_variant_lookup"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["job", "position"],
+                name="aigc_variant_job_position",
+            ),
         ]
 
     def __str__(self) -> str:
