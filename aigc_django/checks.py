@@ -330,3 +330,111 @@ def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
             id="aigc_django.W001",
         )
     ]
+
+
+COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+IMAGE_FORMATS = {"WEBP", "JPEG", "PNG", "AVIF"}
+
+
+@register("aigc_django")
+def check_generation(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    if aigc_settings.unknown_keys() or not all(
+        isinstance(getattr(aigc_settings, name), dict)
+        for name in ("BRAND", "GENERATION", "COPY_BACKENDS", "IMAGE_BACKENDS")
+    ):
+        return []  # reported by check_settings
+    from aigc_django.generation.backends import backend_problems
+
+    errors: list[CheckMessage] = [
+        Error(
+            message if message.startswith("AIGC") else f"AIGC {option} {message}.",
+            hint="Each alias is {'BACKEND': 'dotted.path.Class', 'OPTIONS': {...}}; "
+            "see docs/backends.md.",
+            id="aigc_django.E016",
+        )
+        for option, message in backend_problems()
+    ]
+    brand = aigc_settings.BRAND
+    problems = []
+    colors = brand["COLORS"]
+    if not isinstance(colors, list | tuple) or not all(
+        isinstance(c, str) and COLOR.match(c) for c in colors
+    ):
+        problems.append(("COLORS", 'must be a list of "#rrggbb" colours'))
+    for name in ("BANNED_WORDS", "BANNED_PATTERNS"):
+        if not isinstance(brand[name], list | tuple) or not all(
+            isinstance(v, str) for v in brand[name]
+        ):
+            problems.append((name, "must be a list of strings"))
+    for pattern in brand["BANNED_PATTERNS"] if isinstance(brand["BANNED_PATTERNS"], list) else []:
+        try:
+            re.compile(str(pattern))
+        except re.error as exc:
+            problems.append(("BANNED_PATTERNS", f"has the invalid pattern {pattern!r}: {exc}"))
+    for name in ("NAME", "VOICE"):
+        if not isinstance(brand[name], str):
+            problems.append((name, "must be a string"))
+    errors += [
+        Error(
+            f"AIGC['BRAND']['{name}'] is {brand[name]!r}: it {message}.",
+            hint="See docs/settings.md#brand.",
+            id="aigc_django.E017",
+        )
+        for name, message in problems
+    ]
+    for name in ("LOGO", "FONT", "BOLD_FONT"):
+        path = brand[name]
+        if path is not None and not (isinstance(path, str | PurePath) and Path(path).is_file()):
+            errors.append(
+                Warning(
+                    f"AIGC['BRAND']['{name}'] is {path!r}, which is not a readable file: "
+                    "banners are made without it.",
+                    hint="Give the path of an existing file, or None.",
+                    id="aigc_django.W006",
+                )
+            )
+    options = aigc_settings.GENERATION
+    problems = []
+    for name in ("BATCH_SIZE", "CANDIDATES", "SOFT_TIME_LIMIT", "TIME_LIMIT", "QUALITY"):
+        value = options[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            problems.append((name, "must be a whole number of at least 1"))
+    for name in ("MAX_RETRIES", "RETRY_BACKOFF"):
+        value = options[name]
+        if isinstance(value, bool) or not _number(value) or value < 0:
+            problems.append((name, "must be a number of at least 0"))
+    limits = (options["SOFT_TIME_LIMIT"], options["TIME_LIMIT"])
+    if all(isinstance(v, int) for v in limits) and limits[1] <= limits[0]:
+        problems.append(("TIME_LIMIT", "must be above SOFT_TIME_LIMIT"))
+    if not isinstance(options["QUEUE"], str) or not options["QUEUE"]:
+        problems.append(("QUEUE", "must be a queue name"))
+    if options["IMAGE_FORMAT"] not in IMAGE_FORMATS:
+        problems.append(("IMAGE_FORMAT", f"must be one of {sorted(IMAGE_FORMATS)}"))
+    if options["FALLBACK_FORMAT"] not in {"JPEG", "PNG"}:
+        problems.append(("FALLBACK_FORMAT", 'must be "JPEG" or "PNG"'))
+    widths = options["RENDITION_WIDTHS"]
+    if not isinstance(widths, list | tuple) or not all(
+        isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths
+    ):
+        problems.append(("RENDITION_WIDTHS", "must be a list of widths in pixels"))
+    sizes = options["DEFAULT_SIZES"]
+    if not isinstance(sizes, list | tuple) or not sizes or not all(valid_size(s) for s in sizes):
+        problems.append(("DEFAULT_SIZES", "must be a list of [width, height] pairs"))
+    errors += [
+        Error(
+            f"AIGC['GENERATION']['{name}'] is {options[name]!r}: it {message}.",
+            hint="See docs/settings.md#generation.",
+            id="aigc_django.E018",
+        )
+        for name, message in problems
+    ]
+    return errors
+
+
+def valid_size(size: Any) -> bool:
+    """A [width, height] pair of whole numbers within 16..8192 pixels."""
+    return (
+        isinstance(size, list | tuple)
+        and len(size) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and 16 <= v <= 8192 for v in size)
+    )

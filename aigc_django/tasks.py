@@ -143,3 +143,13 @@ def beat_schedule(queue: str = "aigc", flush_every: float = 10.0) -> dict:
             "options": options(),
         },
     }
+
+
+def task_routes(queue: str = "aigc", gpu_queue: str = "aigc_gpu") -> dict:
+    """``CELERY_TASK_ROUTES`` for the app: generation and training on ``gpu_queue``, the rest
+    on ``queue``. Reads no settings (pass your names if you changed the queues)."""
+    return {
+        "aigc_django.generate_variants": {"queue": gpu_queue},
+        "aigc_django.train_copy_model": {"queue": gpu_queue},
+        "aigc_django.*": {"queue": queue},
+    }

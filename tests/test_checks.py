@@ -7,7 +7,12 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
-from aigc_django.checks import check_middleware, check_profiles, check_settings
+from aigc_django.checks import (
+    check_generation,
+    check_middleware,
+    check_profiles,
+    check_settings,
+)
 from tests import settings as test_settings
 
 BASE = test_settings.AIGC
@@ -22,6 +27,7 @@ def test_the_test_settings_are_clean():
     assert ids() == []
     assert check_middleware() == []
     assert check_profiles() == []
+    assert check_generation() == []
 
 
 def test_e001_not_a_dict():
@@ -206,3 +212,88 @@ def test_errors_stop_manage_py_check():
     with override_settings(AIGC={**BASE, "CONSENT": {"MODE": "nope"}}):
         with pytest.raises(SystemCheckError, match=r"aigc_django\.E004"):
             call_command("check")
+
+
+DUMMY_COPY = "aigc_django.generation.backends.dummy.DummyCopyBackend"
+
+
+def generation_ids(**aigc) -> list[str]:
+    with override_settings(AIGC={**BASE, **aigc}):
+        return [m.id for m in check_generation()]
+
+
+@pytest.mark.parametrize(
+    "backends",
+    [
+        {"default": {"BACKEND": "no.such.Backend"}},
+        {"default": {"BACKEND": "aigc_django.generation.backends.dummy.DummyImageBackend"}},
+        {"default": {"BACKEND": DUMMY_COPY, "OPTION": {}}},
+        {"default": {"BACKEND": DUMMY_COPY, "OPTIONS": []}},
+        {"default": "dummy"},
+        {"fast": {"BACKEND": DUMMY_COPY}},
+    ],
+)
+def test_e016_copy_backends(backends):
+    with override_settings(AIGC={**BASE, "COPY_BACKENDS": backends}):
+        messages = check_generation()
+    assert [m.id for m in messages] == ["aigc_django.E016"]
+    assert "COPY_BACKENDS" in messages[0].msg
+
+
+def test_e016_names_the_alias_and_extra_aliases_are_fine():
+    assert (
+        generation_ids(
+            COPY_BACKENDS={"default": {"BACKEND": DUMMY_COPY}, "fast": {"BACKEND": DUMMY_COPY}}
+        )
+        == []
+    )
+    with override_settings(AIGC={**BASE, "IMAGE_BACKENDS": {"default": {"BACKEND": DUMMY_COPY}}}):
+        (message,) = check_generation()
+    assert message.id == "aigc_django.E016" and "['default']" in message.msg
+
+
+@pytest.mark.parametrize(
+    ("brand", "name"),
+    [
+        ({"COLORS": ["red"]}, "COLORS"),
+        ({"COLORS": "#ffffff"}, "COLORS"),
+        ({"BANNED_WORDS": "cheap"}, "BANNED_WORDS"),
+        ({"BANNED_PATTERNS": ["(unclosed"]}, "BANNED_PATTERNS"),
+        ({"VOICE": 5}, "VOICE"),
+    ],
+)
+def test_e017_brand(brand, name):
+    with override_settings(AIGC={**BASE, "BRAND": brand}):
+        messages = check_generation()
+    assert [m.id for m in messages] == ["aigc_django.E017"]
+    assert f"['{name}']" in messages[0].msg
+
+
+@pytest.mark.parametrize(
+    ("generation", "name"),
+    [
+        ({"BATCH_SIZE": 0}, "BATCH_SIZE"),
+        ({"CANDIDATES": "4"}, "CANDIDATES"),
+        ({"MAX_RETRIES": -1}, "MAX_RETRIES"),
+        ({"SOFT_TIME_LIMIT": 60, "TIME_LIMIT": 30}, "TIME_LIMIT"),
+        ({"QUEUE": ""}, "QUEUE"),
+        ({"IMAGE_FORMAT": "GIF"}, "IMAGE_FORMAT"),
+        ({"FALLBACK_FORMAT": "WEBP"}, "FALLBACK_FORMAT"),
+        ({"RENDITION_WIDTHS": [480, "960"]}, "RENDITION_WIDTHS"),
+        ({"DEFAULT_SIZES": [[1200]]}, "DEFAULT_SIZES"),
+        ({"DEFAULT_SIZES": [[0, 600]]}, "DEFAULT_SIZES"),
+    ],
+)
+def test_e018_generation(generation, name):
+    with override_settings(AIGC={**BASE, "GENERATION": generation}):
+        messages = check_generation()
+    assert [m.id for m in messages] == ["aigc_django.E018"]
+    assert f"['{name}']" in messages[0].msg
+
+
+def test_w006_missing_brand_files(tmp_path):
+    logo = tmp_path / "logo.png"
+    logo.write_bytes(b"not really")
+    assert generation_ids(BRAND={"LOGO": str(logo)}) == []
+    assert generation_ids(BRAND={"LOGO": str(tmp_path / "missing.png")}) == ["aigc_django.W006"]
+    assert generation_ids(BRAND={"FONT": "/no/such/font.ttf"}) == ["aigc_django.W006"]
