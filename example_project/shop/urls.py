@@ -15,5 +15,6 @@ urlpatterns = [
     path("checkout/", views.checkout, name="checkout"),
     path("checkout/done/", views.checkout_done, name="checkout-done"),
     path("segments/", views.segments, name="segments"),
+    path("generated/", views.generated, name="generated"),
     path("your-data/", views.your_data, name="your-data"),
 ]

@@ -10,7 +10,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from aigc_django import track
-from aigc_django.models import Segment
+from aigc_django.models import GenerationJob, Segment, Slot, Variant
 from aigc_django.profiles.lookup import segment_key_for
 from shop.cart import Cart
 from shop.models import Category, Product
@@ -160,6 +160,40 @@ def segments(request: HttpRequest) -> HttpResponse:
         request,
         "shop/segments.html",
         {"rows": rows, "mine": segment_key_for(request.aigc_visitor_id)},
+    )
+
+
+@require_GET
+def generated(request: HttpRequest) -> HttpResponse:
+    """What generation made, per slot and segment: pending variants awaiting review.
+
+    Until the review queue and the template tags exist, this page is where the demo shows
+    the generation stage: every variant with its banners, copy, safety flags and the model
+    that made it. Nothing is tracked here.
+    """
+    from django.core.files.storage import default_storage
+
+    variants = Variant.objects.select_related("slot", "segment").order_by(
+        "slot__key", "segment__key", "job_id", "position"
+    )
+    cells: dict[tuple[str, str], dict] = {}
+    for variant in variants[:300]:
+        cell = cells.setdefault(
+            (variant.slot.key, variant.segment.key),
+            {"slot": variant.slot, "segment": variant.segment, "variants": []},
+        )
+        banners = []
+        for size, entry in variant.renditions.items():
+            files = entry.get("files", [])
+            master = next((f for f in files if f["width"] == entry["width"]), None)
+            if master:
+                banners.append({"size": size, "url": default_storage.url(master["name"])})
+        cell["variants"].append({"variant": variant, "banners": banners})
+    jobs = GenerationJob.objects.select_related("slot", "segment").order_by("-created_at")[:10]
+    return render(
+        request,
+        "shop/generated.html",
+        {"cells": list(cells.values()), "jobs": jobs, "slots": Slot.objects.count()},
     )
 
 

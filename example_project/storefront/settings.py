@@ -12,7 +12,7 @@ Meant for a laptop demo. Environment variables:
 import os
 from pathlib import Path
 
-from aigc_django.tasks import beat_schedule
+from aigc_django.tasks import beat_schedule, task_routes
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("STOREFRONT_DATA_DIR") or BASE_DIR)
@@ -115,7 +115,9 @@ CELERY_TASK_ALWAYS_EAGER = CELERY_BROKER_URL is None
 CELERY_TASK_EAGER_PROPAGATES = True
 # The app's tasks go to its queue (AIGC["CELERY_QUEUE"], "aigc" by default):
 #   celery -A storefront worker -Q aigc
-CELERY_TASK_ROUTES = {"aigc_django.*": {"queue": "aigc"}}
+# Generation and copy-model training on "aigc_gpu" (a GPU worker where there is one), the
+# rest on "aigc".
+CELERY_TASK_ROUTES = task_routes()
 
 # --- aigc_django --------------------------------------------------------------------------
 AIGC = {
@@ -143,6 +145,18 @@ AIGC = {
     "INGEST": {"MODE": "direct"},
     # The models the app trains on this shop's data (kept out of MEDIA_ROOT, which is public).
     "MODEL_DIR": DATA_DIR / "aigc-models",
+    # What generated banners and copy say and look like.
+    "BRAND": {
+        "NAME": "Northwind Goods",
+        "VOICE": "friendly, practical, no hype",
+        "COLORS": ["#14532d", "#f59e0b", "#f8fafc"],
+        "LOGO": str(BASE_DIR / "shop" / "static" / "shop" / "logo.png"),
+        "BANNED_WORDS": ["guaranteed", "miracle"],
+    },
+    # The default backends: the builtin copy model (trained by `manage.py aigc_train` on this
+    # shop's own text) and procedural backgrounds. Generation runs in-process here, since
+    # Celery is eager without a broker; on CPU, in small batches.
+    "GENERATION": {"BATCH_SIZE": 4},
 }
 
 # The app's periodic tasks: event flushes and the nightly retention purge.

@@ -1,0 +1,31 @@
+"""Every stage of the pipeline on this machine, in order, for the demo."""
+
+from __future__ import annotations
+
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandParser
+
+
+class Command(BaseCommand):
+    help = (
+        "Prepare the demo: catalog and slots, simulated shoppers, profiles and segments, "
+        "the copy model trained on this shop's text, and pending variants for every "
+        "(slot, segment) cell. Safe to run again."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--visitors", type=int, default=800)
+        parser.add_argument("--epochs", type=int, help="Copy-model epochs (default: its own).")
+
+    def handle(self, *args, visitors: int, epochs: int | None, **options) -> None:
+        steps = [
+            ("catalog", "seed_catalog", [], {}),
+            ("slots", "seed_slots", [], {}),
+            ("shoppers and segments", "simulate_traffic", ["--visitors", str(visitors)], {}),
+            ("copy model", "aigc_train", ["--epochs", str(epochs)] if epochs else [], {}),
+            ("variants", "aigc_generate", [], {}),
+        ]
+        for number, (title, command, arguments, kwargs) in enumerate(steps, 1):
+            self.stdout.write(self.style.MIGRATE_HEADING(f"{number}/{len(steps)} {title}"))
+            call_command(command, *arguments, stdout=self.stdout, stderr=self.stderr, **kwargs)
+        self.stdout.write(self.style.SUCCESS("Done. Open /generated/ to see the pending variants."))
