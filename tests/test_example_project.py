@@ -55,3 +55,28 @@ def test_catalog_simulated_traffic_and_segments(tmp_path):
     status, articles = segments_line.split()
     assert status == "200" and int(articles) >= 4  # 3 learned segments + everyone
     assert home_line == "200 True"
+
+
+def test_prepare_demo_runs_every_stage_and_shows_the_variants(tmp_path):
+    manage(tmp_path, "migrate", "-v", "0")
+    out = manage(tmp_path, "prepare_demo", "--visitors", "300", "--epochs", "2")
+    assert "5/5 variants" in out and "pending variants" in out
+    assert list((tmp_path / "aigc-models" / "copy").glob("v1/model.safetensors"))
+    check = manage(
+        tmp_path,
+        "shell",
+        "-c",
+        "from django.test import Client; from aigc_django.models import Variant, Slot;"
+        "c = Client(SERVER_NAME='localhost', headers={'User-Agent': 'Mozilla/5.0'}); "
+        "r = c.get('/generated/'); "
+        "wanted = sum(s.variants_per_segment for s in Slot.objects.all());"
+        "print(r.status_code, r.content.count(b'class=\"variant\"'), Variant.objects.count(),"
+        " Variant.objects.exclude(image='').count(), wanted)",
+    )
+    status, shown, stored, with_image, wanted_per_segment = check.strip().splitlines()[-1].split()
+    assert status == "200"
+    assert int(stored) >= int(wanted_per_segment) * 2  # at least everyone + one learned segment
+    assert int(shown) == int(stored)
+    assert int(with_image) > 0
+    again = manage(tmp_path, "aigc_generate", "--no-progress")
+    assert "nothing to do" in again

@@ -328,3 +328,28 @@ def test_generate_command_rejects_unknown_slot(shop):
         call_command("aigc_generate", "--slot", "nope")
     with pytest.raises(CommandError, match="at least 1"):
         call_command("aigc_generate", "--count", "0")
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"sizes": [[1200]]}, "sizes"),
+        ({"sizes": [[10, 600]]}, "sizes"),
+        ({"sizes": "1200x628"}, "sizes"),
+        ({"kind": Slot.Kind.COPY, "sizes": [[300, 250]]}, "sizes"),
+        ({"copy_fields": {"headline": 0}}, "copy_fields"),
+        ({"copy_fields": {"head line": 40}}, "copy_fields"),
+        ({"copy_fields": ["headline"]}, "copy_fields"),
+    ],
+)
+def test_slot_validation_names_the_bad_field(values, field):
+    from django.core.exceptions import ValidationError
+
+    slot = Slot(key="s", name="S", **values)
+    with pytest.raises(ValidationError) as caught:
+        slot.full_clean()
+    assert field in caught.value.message_dict
+
+
+def test_a_valid_slot_passes_validation():
+    Slot(key="s", name="S", sizes=[[1200, 628]], copy_fields={"headline": 40}).full_clean()

@@ -46,6 +46,36 @@ class Slot(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        """Sizes as [width, height] pairs within 16..8192 px; copy fields as name -> limit."""
+        from django.core.exceptions import ValidationError
+
+        from aigc_django.checks import valid_size
+
+        errors = {}
+        if not isinstance(self.sizes, list) or not all(valid_size(s) for s in self.sizes):
+            errors["sizes"] = _(
+                "Give a list of [width, height] pairs, each within 16..8192 pixels, "
+                "e.g. [[1200, 628], [300, 250]]."
+            )
+        elif self.kind == self.Kind.COPY and self.sizes:
+            errors["sizes"] = _("Copy slots have no banner sizes.")
+        fields = self.copy_fields
+        if not isinstance(fields, dict) or not all(
+            isinstance(name, str)
+            and name.isidentifier()
+            and isinstance(limit, int)
+            and not isinstance(limit, bool)
+            and 1 <= limit <= 2000
+            for name, limit in fields.items()
+        ):
+            errors["copy_fields"] = _(
+                "Give field names and maximum lengths (1..2000 characters), e.g. "
+                '{"headline": 60, "body": 160, "cta": 24}.'
+            )
+        if errors:
+            raise ValidationError(errors)
+
 
 class Variant(models.Model):
     """One generated piece of content for a (slot, segment) pair."""
