@@ -19,6 +19,7 @@ category (or the product) among their tops, or with ``everyone``, chosen with a 
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 from collections.abc import Iterable
@@ -26,16 +27,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aigc_django.generation.briefs import PLACEHOLDERS, format_price
-from aigc_django.generation.copymodel.tokenizer import ANY
+from aigc_django.generation.copymodel.tokenizer import ANY, EVERYONE
 
-EVERYONE = "everyone"
 APPROVED_WEIGHT = 4
+# Extra copies of each starter line, each under a random segment, category and slot.
+GENERIC_COPIES = 2
 STARTER_PATH = Path(__file__).with_name("starter.txt")
 # Fields the model writes; the others only teach it the shop's words.
 COPY_FIELDS = ("headline", "body", "cta")
 MAX_ITEMS = 3000
 MAX_SENTENCE_CHARS = 200
-MONEY = re.compile(r"[$€£]?\s?\d+(?:[.,]\d{1,2})?\s?(?:[$€£]|EUR|USD|GBP)?")
+MONEY = re.compile(r"(?:[$€£]\s?)?(?<![\d.,])\d+(?:[.,]\d{1,2})?(?:\s?(?:[$€£]|EUR|USD|GBP))?")
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -142,7 +144,9 @@ class Masker:
             elif self.titles.search(text):
                 return None
         for form in _price_forms(price):
-            text = re.sub(r"[$€£]?\s?(?<![\d.,])" + re.escape(form) + r"(?![\d])", "{price}", text)
+            text = re.sub(
+                r"(?:[$€£]\s?)?(?<![\d.,])" + re.escape(form) + r"(?![\d])", "{price}", text
+            )
         if prices:
             for match in list(MONEY.finditer(text))[::-1]:
                 digits = re.sub(r"[^\d.,]", "", match.group(0)).replace(",", ".")
@@ -162,7 +166,7 @@ def sentences(text: str) -> list[str]:
     """Sentences of a description, and each pair of neighbours that stays short."""
     parts = [s.strip() for s in SENTENCE_END.split(clean(text)) if s.strip()]
     out = [s for s in parts if len(s) <= MAX_SENTENCE_CHARS]
-    for a, b in zip(parts, parts[1:], strict=False):
+    for a, b in itertools.pairwise(parts):
         if len(a) + len(b) + 1 <= 160:
             out.append(f"{a} {b}")
     return out
@@ -260,11 +264,21 @@ def build_corpus(seed: int = 0, max_items: int = MAX_ITEMS) -> Corpus:
 
     segment_keys = sorted({s.key for s in segments} | {EVERYONE})
     categories = sorted(category_names) or [ANY]
+    slot_keys = sorted(s.key for s in slots) or [ANY]
     starter = read_starter()
     for name, text in starter:
         examples.append(Example(text, name))
-        # Again under a random segment and category: generic lines suit every condition.
-        examples.append(Example(text, name, rng.choice(segment_keys), rng.choice(categories)))
+        # Again under random conditions: generic lines suit every segment, category and slot.
+        for _ in range(GENERIC_COPIES):
+            examples.append(
+                Example(
+                    text,
+                    name,
+                    rng.choice(segment_keys),
+                    rng.choice(categories),
+                    rng.choice(slot_keys),
+                )
+            )
     sources["starter"] = len(starter)
 
     return Corpus(

@@ -22,9 +22,12 @@ PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
 SPACE = "▁"
 ANY = "any"
+EVERYONE = "everyone"
+PREFIX_LENGTH = 5
 
+_WORD = r"[^\W_]+(?:['\u2019\-][^\W_]+)*"
 _PIECE = re.compile(
-    r"\s*(?:" + "|".join(re.escape(p) for p in PLACEHOLDERS) + r"|[^\W_]+(?:['’\-][^\W_]+)*|\S)"
+    r"\s*(?:" + "|".join(re.escape(p) for p in PLACEHOLDERS) + "|" + _WORD + r"|\S)"
 )
 
 
@@ -103,6 +106,17 @@ class Tokenizer:
     @staticmethod
     def is_control(token: str) -> bool:
         return token.startswith("<") and token.endswith(">") and ":" in token
+
+    def prefix(self, segment: str, category: str, slot: str, field: str) -> list[int]:
+        """``<bos>`` and the control tokens of one condition; unknown keys read as "any"
+        (a segment the model has not seen as ``everyone``)."""
+        wanted = [("seg", segment, EVERYONE), ("cat", category, ANY), ("slot", slot, ANY)]
+        wanted.append(("field", field, ANY))
+        ids = [self.bos_id]
+        for kind, key, fallback in wanted:
+            token = control(kind, key)
+            ids.append(self.ids[token] if token in self.ids else self.id(control(kind, fallback)))
+        return ids
 
     def control_ids(self) -> list[int]:
         """Ids of tokens the model must never write: specials (but ``<eos>``) and controls."""
