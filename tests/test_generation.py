@@ -353,3 +353,29 @@ def test_slot_validation_names_the_bad_field(values, field):
 
 def test_a_valid_slot_passes_validation():
     Slot(key="s", name="S", sizes=[[1200, 628]], copy_fields={"headline": 40}).full_clean()
+
+
+def test_rerender_draws_edited_copy_on_the_same_background(shop, aigc):
+    aigc(BRAND={"BANNED_WORDS": ["miracle"]})
+    (variant,) = service.generate_for(shop["banner"], shop["runners"], 1)
+    old_files = [f["name"] for e in variant.renditions.values() for f in e["files"]]
+    assert default_storage.exists(variant.provenance["background"])
+    variant.copy = {**variant.copy, "headline": "A miracle for your feet"}
+    variant.save(update_fields=["copy"])
+    variant = service.rerender_variant(variant.pk)
+    new_files = [f["name"] for e in variant.renditions.values() for f in e["files"]]
+    assert set(variant.renditions) == {"600x200", "300x250"}
+    assert not set(old_files) & set(new_files)
+    assert all(default_storage.exists(name) for name in new_files)
+    assert not any(default_storage.exists(name) for name in old_files)
+    assert variant.alt_text.startswith("A miracle for your feet")
+    assert [f["code"] for f in variant.safety["flags"]] == ["banned_word"]
+    assert variant.image.name == new_files[0]
+
+
+def test_rerender_of_a_copy_slot_checks_the_copy_again(shop):
+    (variant,) = service.generate_for(shop["copy"], shop["runners"], 1)
+    variant.copy = {**variant.copy, "headline": "Mail me at a@b.co"}
+    variant.save(update_fields=["copy"])
+    variant = service.rerender_variant(variant.pk)
+    assert variant.safety["ok"] is False and variant.renditions == {}

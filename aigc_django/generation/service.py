@@ -350,68 +350,95 @@ def featured_products(brief: Brief, draft: CopyDraft) -> list[Product]:
     return ordered[:PRODUCTS_PER_BANNER]
 
 
-def store_variant(job: GenerationJob, made: Made, timings: dict[str, float]) -> Variant | None:
-    """Compose, check and save one variant; None when its position exists already."""
-    slot = job.slot
-    report = check_copy(made.draft.fields, made.brief)
-    renditions: dict[str, dict] = {}
-    master_name = ""
-    layout_flags: list[dict] = []
-    products = featured_products(made.brief, made.draft)
-    alt_text = ""
-    if made.background is not None:
-        from aigc_django.generation import compose, images
+@dataclass
+class Rendered:
+    """A variant's banners at every size of its slot, saved in storage."""
 
-        alt_text = compose.alt_text(made.draft.fields)[:250]
-        start = time.perf_counter()
-        style = compose.BrandStyle.from_settings()
-        product_images = [img for p in products if (img := images.product_image(p.image_url))]
-        options = aigc_settings.GENERATION
-        for index, size in enumerate(slot_sizes(slot)):
-            background = ImageOps.fit(made.background.image, size, Image.Resampling.BICUBIC)
-            banner = compose.compose_banner(
-                background, size, made.draft.fields, product_images, style
+    renditions: dict[str, dict]
+    image_name: str
+    alt_text: str
+    layout_flags: list[dict]
+
+
+def render_banners(
+    slot: Slot,
+    folder: str,
+    fields: dict[str, str],
+    background: Image.Image,
+    products: list[Product],
+) -> Rendered:
+    """Compose and save the banners of ``fields`` on ``background`` at each of the slot's sizes."""
+    from aigc_django.generation import compose, images
+
+    style = compose.BrandStyle.from_settings()
+    product_images = [img for p in products if (img := images.product_image(p.image_url))]
+    options = aigc_settings.GENERATION
+    renditions: dict[str, dict] = {}
+    layout_flags: list[dict] = []
+    image_name = ""
+    for index, size in enumerate(slot_sizes(slot)):
+        fitted = ImageOps.fit(background, size, Image.Resampling.BICUBIC)
+        banner = compose.compose_banner(fitted, size, fields, product_images, style)
+        label = f"{size[0]}x{size[1]}"
+        if not banner.ok:
+            layout_flags.append({"size": label, **banner.report})
+        files = []
+        for rendition in images.renditions(
+            banner.image,
+            list(options["RENDITION_WIDTHS"]),
+            options["IMAGE_FORMAT"],
+            options["FALLBACK_FORMAT"],
+            int(options["QUALITY"]),
+        ):
+            files.append(
+                {
+                    "name": save_file(f"{folder}/{label}/{rendition.name}", rendition.content),
+                    "width": rendition.width,
+                    "height": rendition.height,
+                    "format": rendition.format,
+                }
             )
-            if not banner.ok:
-                layout_flags.append({"size": f"{size[0]}x{size[1]}", **banner.report})
-            files = []
-            for rendition in images.renditions(
-                banner.image,
-                list(options["RENDITION_WIDTHS"]),
-                options["IMAGE_FORMAT"],
-                options["FALLBACK_FORMAT"],
-                int(options["QUALITY"]),
-            ):
-                folder = f"aigc/variants/job-{job.pk}/{made.position}/{size[0]}x{size[1]}"
-                name = f"{folder}/{rendition.name}"
-                files.append(
-                    {
-                        "name": save_file(name, rendition.content),
-                        "width": rendition.width,
-                        "height": rendition.height,
-                        "format": rendition.format,
-                    }
-                )
-            renditions[f"{size[0]}x{size[1]}"] = {
-                "width": size[0],
-                "height": size[1],
-                "files": files,
-                "layout": banner.report,
-            }
-            if index == 0:
-                master_name = files[0]["name"]
-        timings["compose"] = timings.get("compose", 0.0) + time.perf_counter() - start
-    safety = report.as_dict()
+        renditions[label] = {
+            "width": size[0],
+            "height": size[1],
+            "files": files,
+            "layout": banner.report,
+        }
+        if index == 0:
+            image_name = files[0]["name"]
+    return Rendered(renditions, image_name, compose.alt_text(fields)[:250], layout_flags)
+
+
+def safety_report(fields: dict[str, str], brief: Brief, layout_flags: list[dict]) -> dict:
+    """The copy checks and the banners' layout checks as one report."""
+    safety = check_copy(fields, brief).as_dict()
     if layout_flags:
         safety["ok"] = False
         safety["flags"].extend(
             {"code": "layout", "field": flag["size"], "message": _layout_message(flag)}
             for flag in layout_flags
         )
+    return safety
+
+
+def store_variant(job: GenerationJob, made: Made, timings: dict[str, float]) -> Variant | None:
+    """Compose, check and save one variant; None when its position exists already."""
+    slot = job.slot
+    products = featured_products(made.brief, made.draft)
+    rendered = Rendered({}, "", "", [])
+    background_name = ""
+    if made.background is not None:
+        start = time.perf_counter()
+        folder = f"aigc/variants/job-{job.pk}/{made.position}"
+        # Kept so that an editor's change of copy can be drawn again on the same background.
+        background_name = save_file(f"{folder}/background.png", _png(made.background.image))
+        rendered = render_banners(slot, folder, made.draft.fields, made.background.image, products)
+        timings["compose"] = timings.get("compose", 0.0) + time.perf_counter() - start
     provenance = {
         "copy": made.draft.provenance.as_dict(),
         "copy_notes": _jsonable(made.draft.notes),
         "image": made.background.provenance.as_dict() if made.background else None,
+        "background": background_name,
         "job": job.pk,
         "position": made.position,
         "products": [p.key for p in products],
@@ -424,15 +451,81 @@ def store_variant(job: GenerationJob, made: Made, timings: dict[str, float]) -> 
                 job=job,
                 position=made.position,
                 copy=made.draft.fields,
-                image=master_name,
-                renditions=renditions,
-                alt_text=alt_text,
-                safety=safety,
+                image=rendered.image_name,
+                renditions=rendered.renditions,
+                alt_text=rendered.alt_text,
+                safety=safety_report(made.draft.fields, made.brief, rendered.layout_flags),
                 provenance=provenance,
             )
     except IntegrityError:
         logger.info("Job %s position %s was made by another delivery", job.pk, made.position)
         return None
+
+
+def rerender_variant(variant_id: int) -> Variant:
+    """Draw a variant's banners again with its current copy, and check it again.
+
+    Used after an editor changes the copy: the same background and products, new files
+    (under a new folder, so caches and browsers never show the old text), a fresh safety
+    report. The status is left to the caller (an edited variant still needs approval).
+    """
+    variant = Variant.objects.select_related("slot", "segment").get(pk=variant_id)
+    brief = build_brief(variant.slot, variant.segment)
+    rendered = Rendered({}, variant.image.name or "", variant.alt_text, [])
+    background_name = (variant.provenance or {}).get("background") or ""
+    if background_name and slot_sizes(variant.slot):
+        from aigc_django.generation import images
+
+        with default_storage.open(background_name) as handle:
+            background = images.open_image(handle.read())
+        if background is None:
+            raise JobFailed(
+                f"the background {background_name!r} of variant {variant.pk} is unreadable"
+            )
+        catalog = get_catalog()
+        keys = (variant.provenance or {}).get("products") or []
+        by_key = {p.key: p for p in brief.products}
+        products = [by_key[k] for k in keys if k in by_key]
+        if catalog is not None and len(products) < len(keys):
+            found = {item.key: item for item in catalog.items([k for k in keys if k not in by_key])}
+            products = [
+                by_key.get(k)
+                or Product(
+                    k,
+                    found[k].title,
+                    found[k].category,
+                    category_name(found[k].category),
+                    found[k].price,
+                    image_url=found[k].image_url,
+                )
+                for k in keys
+                if k in by_key or k in found
+            ]
+        folder = f"aigc/variants/variant-{variant.pk}/edit-{time.time_ns()}"
+        rendered = render_banners(variant.slot, folder, variant.copy, background, products)
+    old_files = [
+        f["name"] for entry in (variant.renditions or {}).values() for f in entry.get("files", [])
+    ]
+    updated = Variant.objects.filter(pk=variant.pk, copy=variant.copy).update(
+        image=rendered.image_name,
+        renditions=rendered.renditions,
+        alt_text=rendered.alt_text,
+        safety=safety_report(variant.copy, brief, rendered.layout_flags),
+    )
+    if updated and rendered.renditions:
+        for name in old_files:
+            if name not in {f["name"] for e in rendered.renditions.values() for f in e["files"]}:
+                default_storage.delete(name)
+    variant.refresh_from_db()
+    return variant
+
+
+def _png(image: Image.Image) -> bytes:
+    from io import BytesIO
+
+    buffer = BytesIO()
+    image.save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue()
 
 
 def _layout_message(report: dict) -> str:
