@@ -178,6 +178,12 @@ DEFAULTS: dict[str, Any] = {
         # Sizes used when a banner slot names none.
         "DEFAULT_SIZES": [[1200, 628]],
     },
+    "MODERATION": {
+        # Off (None) by default: every variant waits for an editor. "safe" approves variants
+        # whose safety report has no flag; or a dotted path to ``f(variant) -> bool``. Each
+        # automatic approval is logged as a review by the system (no reviewer).
+        "AUTO_APPROVE": None,
+    },
 }
 
 # Options whose keys are the project's own names (backend aliases), not known sub-keys.
