@@ -1,0 +1,1 @@
+"""Moderation stage: the review queue, audit trail and dashboard in the Django admin."""
