@@ -348,3 +348,19 @@ def test_aigc_train_command(models_dir):
     artifact = ModelArtifact.objects.get(kind="copy", active=True)
     assert f"copy model v{artifact.version}" in out.getvalue()
     assert "held-out perplexity" in out.getvalue()
+
+
+def test_cached_steps_give_the_full_forward_logits():
+    import torch
+
+    torch.manual_seed(0)
+    model = copymodel.CopyModel(copymodel.CopyModelConfig(vocab_size=30, d_model=32)).eval()
+    ids = torch.randint(0, 30, (3, 9))
+    with torch.no_grad():
+        full = model(ids)
+        logits, cache = model.step(ids[:, :5])
+        steps = [logits]
+        for t in range(5, 9):
+            logits, cache = model.step(ids[:, t : t + 1], cache)
+            steps.append(logits)
+    assert torch.allclose(torch.cat(steps, dim=1), full, atol=1e-5)

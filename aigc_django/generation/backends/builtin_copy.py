@@ -19,6 +19,7 @@ task). The model is loaded once per process, on the first ``generate``.
 
 from __future__ import annotations
 
+import itertools
 import random
 from pathlib import Path
 from typing import Any
@@ -174,6 +175,9 @@ class BuiltinCopyBackend(CopyBackend):
                 problems.append("a price that is not a placeholder")
             if facts.titles_in(raw):
                 problems.append("a product name that is not a placeholder")
+            words = filled.lower().split()
+            if any(a == b for a, b in itertools.pairwise(words)):
+                problems.append("a word twice in a row once filled")
             return problems + fact_errors(filled, facts, brief)
 
         requests = [

@@ -78,15 +78,30 @@ class Block(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.attn_dropout = config.dropout
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """The block's output and its keys and values so far (``past`` plus these tokens).
+
+        With ``past``, ``x`` holds the tokens after those already seen (one per step when
+        sampling), and they attend to every earlier token.
+        """
         batch, length, width = x.shape
+        if past is not None and length > 1:
+            raise ValueError("feed one token at a time after the first call")
         q, k, v = self.qkv(self.norm1(x)).split(width, dim=2)
         q, k, v = (t.view(batch, length, self.heads, -1).transpose(1, 2) for t in (q, k, v))
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         attended = F.scaled_dot_product_attention(
-            q, k, v, is_causal=True, dropout_p=self.attn_dropout if self.training else 0.0
+            q,
+            k,
+            v,
+            is_causal=past is None,
+            dropout_p=self.attn_dropout if self.training else 0.0,
         )
         x = x + self.dropout(self.proj(attended.transpose(1, 2).reshape(batch, length, width)))
-        return x + self.dropout(self.ff(self.norm2(x)))
+        return x + self.dropout(self.ff(self.norm2(x))), (k, v)
 
 
 class CopyModel(nn.Module):
@@ -115,14 +130,28 @@ class CopyModel(nn.Module):
             nn.init.normal_(module.weight, std=0.02)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        length = ids.shape[1]
+        """Next-token logits ``[batch, length, vocab]`` for every position."""
+        return self.step(ids)[0]
+
+    def step(
+        self, ids: torch.Tensor, past: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """Logits for ``ids`` and the key/value cache to pass with the next token.
+
+        ``past`` is what the previous call returned (None for a first call with the whole
+        prefix); then ``ids`` is one new token per row.
+        """
+        start = 0 if past is None else past[0][0].shape[2]
+        length = start + ids.shape[1]
         if length > self.config.max_len:
             raise ValueError(f"sequence of {length} tokens is longer than {self.config.max_len}")
-        positions = torch.arange(length, device=ids.device)
+        positions = torch.arange(start, length, device=ids.device)
         x = self.embed(ids) + self.position(positions)
-        for block in self.blocks:
-            x = block(x)
-        return self.head(self.norm(x))
+        cache = []
+        for index, block in enumerate(self.blocks):
+            x, kv = block(x, None if past is None else past[index])
+            cache.append(kv)
+        return self.head(self.norm(x)), cache
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -129,38 +129,39 @@ def sample_tokens(
     for row, ids in enumerate(forbid or []):
         if ids:
             banned[row, ids] = True
-    done = torch.zeros(rows, dtype=torch.bool, device=device)
-    ended = torch.zeros(rows, dtype=torch.bool, device=device)
     total = torch.zeros(rows, dtype=torch.float64, device=device)
     count = torch.zeros(rows, dtype=torch.float64, device=device)
+    ended = torch.zeros(rows, dtype=torch.bool, device=device)
+    out = torch.full((rows, steps), tokenizer.pad_id, dtype=torch.long, device=device)
     k = max(1, min(int(top_k), vocab)) if top_k else vocab
-    out = []
+    # Rows still sampling (finished rows leave the batch), and the key/value cache of those.
+    live = torch.arange(rows, device=device)
+    logits, cache = model.step(seq)
     for step in range(steps):
-        logits = model(seq)[:, -1, :].float()
-        logp = torch.log_softmax(logits, dim=-1)
-        scaled = logits / max(temperature, 1e-4)
-        scaled = scaled.masked_fill(banned, float("-inf"))
+        last = logits[:, -1, :].float()
+        logp = torch.log_softmax(last, dim=-1)
+        scaled = (last / max(temperature, 1e-4)).masked_fill(banned[live], float("-inf"))
         if step == 0:
             scaled[:, tokenizer.eos_id] = float("-inf")
         if k < vocab:
             threshold = torch.topk(scaled, k, dim=-1).values[:, -1:]
             scaled = scaled.masked_fill(scaled < threshold, float("-inf"))
-        noise = gumbel_noise(key_tensor, step, vocab).to(scaled.dtype)
+        noise = gumbel_noise(key_tensor[live], step, vocab).to(scaled.dtype)
         choice = torch.argmax(scaled + noise, dim=-1)
-        live = ~done
-        total += torch.where(live, logp.gather(1, choice[:, None])[:, 0].double(), 0.0)
-        count += live.double()
-        ended |= live & (choice == tokenizer.eos_id)
-        choice = torch.where(live, choice, torch.full_like(choice, tokenizer.pad_id))
-        out.append(choice)
-        done |= choice == tokenizer.eos_id
-        done |= torch.tensor(step + 1, device=device) >= caps
-        if bool(done.all()):
+        total[live] += logp.gather(1, choice[:, None])[:, 0].double()
+        count[live] += 1
+        out[live, step] = choice
+        is_eos = choice == tokenizer.eos_id
+        ended[live] |= is_eos
+        keep = ~is_eos & (caps[live] > step + 1)
+        if not bool(keep.any()):
             break
-        seq = torch.cat([seq, choice[:, None]], dim=1)
-    generated = torch.stack(out, dim=1).tolist() if out else [[] for _ in range(rows)]
+        if not bool(keep.all()):
+            live, choice = live[keep], choice[keep]
+            cache = [(kc[keep], vc[keep]) for kc, vc in cache]
+        logits, cache = model.step(choice[:, None], cache)
     scores = (total / count.clamp_min(1)).tolist()
-    return generated, scores, ended.tolist()
+    return out.tolist(), scores, ended.tolist()
 
 
 def repeats(raw: str) -> bool:
