@@ -1,4 +1,5 @@
-"""Fixtures for the real services: PostgreSQL (through AIGC_TEST_DB), Redis and Celery.
+"""Fixtures for the real services: PostgreSQL (through AIGC_TEST_DB), Redis, Celery and a
+headless Chromium for the browser tests.
 
 Tests that need a service are skipped when it is missing, as on a laptop without them.
 With AIGC_REQUIRE_SERVICES=1 (CI) a missing service fails the run instead.
@@ -6,7 +7,13 @@ With AIGC_REQUIRE_SERVICES=1 (CI) a missing service fails the run instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from django.conf import settings
@@ -15,6 +22,9 @@ from django.test import Client
 
 from aigc_django.tracking import ingest
 from tests.celery_app import app as celery_app  # noqa: F401  (the project's Celery app)
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
 
 REQUIRE_SERVICES = os.environ.get("AIGC_REQUIRE_SERVICES") == "1"
 
@@ -77,3 +87,80 @@ BROWSER_UA = (
 def browser() -> Client:
     """A test client that looks like a person's browser (no UA reads as a bot)."""
     return Client(headers={"User-Agent": BROWSER_UA})
+
+
+# Browser tests: Playwright's Python client drives Debian's Chromium (scripts/test installs
+# it), not a browser downloaded by Playwright.
+CHROMIUM = "/usr/bin/chromium"
+BROWSER_TIMEOUT_MS = 15_000
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
+
+
+@pytest.fixture
+def screenshots(request: pytest.FixtureRequest) -> Path:
+    """This test's screenshot folder, test-artifacts/screenshots/<test name>/, emptied first.
+
+    Tests save their own screenshots here; the browser fixtures add each page's last state.
+    """
+    folder = ARTIFACTS / re.sub(r"[^\w.-]+", "_", request.node.name).strip("_")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
+
+
+@pytest.fixture
+def chromium(monkeypatch: pytest.MonkeyPatch) -> Iterator[Browser]:
+    """Headless Chromium for one test.
+
+    Playwright's sync API keeps an asyncio loop running in this thread while it is started,
+    which makes Django refuse ORM calls from the test ("async context"); the test code is
+    synchronous, so DJANGO_ALLOW_ASYNC_UNSAFE is set for the test only. Playwright starts
+    and stops per test for the same reason: a loop left running would leak into other tests.
+    """
+    if not os.access(CHROMIUM, os.X_OK):
+        missing_service(
+            f"browser tests need Chromium at {CHROMIUM}: "
+            "apt-get install chromium chromium-driver (scripts/test does it as root)"
+        )
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        missing_service(f"browser tests need Playwright (the dev extra): {exc}")
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def new_page(chromium: Browser, screenshots: Path) -> Iterator[Callable[[str], Page]]:
+    """Opens a page in a fresh browser context (its own cookies: one person each):
+    ``editor = new_page("editor")``. Teardown saves each page's last state as
+    ``<name>-last.png`` in the test's screenshot folder, whether the test passed or not."""
+    from playwright.sync_api import Error
+
+    pages: list[tuple[str, Page]] = []
+
+    def open_page(name: str = "page") -> Page:
+        context = chromium.new_context(viewport={"width": 1280, "height": 900})
+        context.set_default_timeout(BROWSER_TIMEOUT_MS)
+        page = context.new_page()
+        pages.append((name, page))
+        return page
+
+    yield open_page
+    for name, page in pages:
+        with contextlib.suppress(Error):  # a page that crashed has nothing left to show
+            page.screenshot(path=screenshots / f"{name}-last.png", full_page=True)
+        page.context.close()
+
+
+@pytest.fixture
+def chromium_page(new_page: Callable[[str], Page]) -> Page:
+    """One page in headless Chromium; its last state is saved as a screenshot."""
+    return new_page("page")

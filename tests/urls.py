@@ -1,5 +1,8 @@
+import re
+
+from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from tests.shopapp import views
 
@@ -11,4 +14,8 @@ urlpatterns = [
     path("visitor/", views.visitor, name="visitor"),
     path("login/", views.login_view, name="login"),
     path("logout/", views.logout_view, name="logout"),
+    # Until the delivery template tags exist, a stand-in storefront shows approved variants.
+    path("store/", views.store_stand_in, name="store"),
+    # Tests only: the live server serves uploaded and generated files from MEDIA_ROOT.
+    re_path(rf"^{re.escape(settings.MEDIA_URL.lstrip('/'))}(?P<path>.+)$", views.media_file),
 ]
