@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field, replace
 
 # Placeholders the builtin model writes and the service fills from the catalog, so that
@@ -92,9 +93,24 @@ def fill_placeholders(text: str, brief: Brief, product: Product | None = None) -
     values = {
         "{product}": product.title if product else "",
         "{price}": format_price(product.price) if product else "",
-        "{category}": category,
         "{brand}": brief.brand_name,
     }
     for placeholder, value in values.items():
         text = text.replace(placeholder, value)
+    text = re.sub(
+        r"(^|[.!?]\s+)?\{category\}",
+        lambda m: m.group(0).replace(
+            "{category}", category if m.group(1) is not None else in_sentence(category)
+        ),
+        text,
+    )
     return " ".join(text.split())
+
+
+def in_sentence(name: str) -> str:
+    """A display name as it reads mid-sentence: "Running shoes" -> "running shoes", but
+    names whose first word is not plain capitalised ("DVDs", "iPhone cases") are kept."""
+    first = name.split(" ", 1)[0]
+    if len(first) > 1 and first[0].isupper() and first[1:].islower():
+        return name[0].lower() + name[1:]
+    return name

@@ -70,7 +70,9 @@ def _create(kind: str, alias: str) -> Backend:
         raise ImproperlyConfigured(
             f"AIGC {option}[{alias!r}] BACKEND {config['BACKEND']!r} is not a {base.__name__}."
         )
-    options = config.get("OPTIONS") or {}
+    options = config.get("OPTIONS", {})
+    if options is None:
+        options = {}
     if not isinstance(options, dict):
         raise ImproperlyConfigured(f"AIGC {option}[{alias!r}] OPTIONS must be a dict.")
     return cls(alias, options)
