@@ -1,3 +1,10 @@
-"""Admin registrations of the moderation stage (see aigc_django/moderation/)."""
+"""Admin registrations of the moderation stage (see aigc_django/moderation/).
 
-from aigc_django.moderation import segment_admin  # noqa: F401
+``slot_admin`` also mounts the content dashboard (URL name ``admin:aigc_django_dashboard``).
+"""
+
+from aigc_django.moderation import (  # noqa: F401
+    job_admin,
+    segment_admin,
+    slot_admin,
+)
