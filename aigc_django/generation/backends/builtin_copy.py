@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -169,8 +170,14 @@ class BuiltinCopyBackend(CopyBackend):
         def fill(raw: str) -> str:
             return fill_placeholders(raw, brief, product)
 
+        allowed_names = brief_names(brief)
+
         def check(raw: str, filled: str) -> list[str]:
             problems = [f"cannot fill {p}" for p in unfillable if p in raw]
+            if names := unknown_names(raw, allowed_names):
+                # A name learned from another product's description ("by Nora Varga"):
+                # a claim the brief cannot back.
+                problems.append(f"names {names[0]!r}, which the brief does not")
             if PRICE.search(raw):
                 problems.append("a price that is not a placeholder")
             if facts.titles_in(raw):
@@ -265,3 +272,26 @@ class BuiltinCopyBackend(CopyBackend):
                 notes["fallback"] = fallback
             drafts.append(CopyDraft(fields, self.provenance(brief, brief.seed), notes))
         return drafts
+
+
+NAME_WORD = re.compile(r"[A-Z][\w'\u2019-]*")
+
+
+def brief_names(brief: Brief) -> set[str]:
+    """Capitalised words the brief itself holds: product titles, categories, the brand."""
+    texts = [p.title for p in brief.products] + [name for _, name in brief.categories]
+    texts += [p.category_name for p in brief.products] + [brief.brand_name, brief.segment_name]
+    return {word for text in texts for word in NAME_WORD.findall(text or "")} | {"I"}
+
+
+def unknown_names(raw: str, allowed: set[str]) -> list[str]:
+    """Capitalised words inside a sentence (not its first word) that the brief does not hold."""
+    found = []
+    words = raw.split()
+    for index, word in enumerate(words):
+        if index == 0 or words[index - 1][-1:] in ".!?:" or "{" in word:
+            continue
+        match = NAME_WORD.match(word)
+        if match and match.group(0) not in allowed:
+            found.append(match.group(0))
+    return found
