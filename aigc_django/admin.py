@@ -7,4 +7,5 @@ from aigc_django.moderation import (  # noqa: F401
     job_admin,
     segment_admin,
     slot_admin,
+    variant_admin,
 )

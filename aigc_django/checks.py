@@ -438,3 +438,33 @@ def valid_size(size: Any) -> bool:
         and len(size) == 2
         and all(isinstance(v, int) and not isinstance(v, bool) and 16 <= v <= 8192 for v in size)
     )
+
+
+@register("aigc_django")
+def check_moderation(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """``MODERATION["AUTO_APPROVE"]``: None, "safe", a callable or a dotted path to one."""
+    if aigc_settings.unknown_keys() or not isinstance(aigc_settings.MODERATION, dict):
+        return []  # reported by check_settings
+    from django.utils.module_loading import import_string
+
+    policy = aigc_settings.MODERATION["AUTO_APPROVE"]
+    if policy is None or policy == "safe" or callable(policy):
+        return []
+    problem = "is neither None, 'safe' nor a dotted path"
+    if isinstance(policy, str):
+        try:
+            target = import_string(policy)
+        except ImportError as exc:
+            problem = f"cannot be imported: {exc}"
+        else:
+            if callable(target):
+                return []
+            problem = "does not name a callable"
+    return [
+        Error(
+            f"AIGC['MODERATION']['AUTO_APPROVE'] is {policy!r}: it {problem}.",
+            hint="Use None (every variant waits for an editor), 'safe' (approve variants "
+            "without safety flags) or a dotted path to a function f(variant) -> bool.",
+            id="aigc_django.E019",
+        )
+    ]

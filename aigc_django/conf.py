@@ -180,8 +180,10 @@ DEFAULTS: dict[str, Any] = {
     },
     "MODERATION": {
         # Off (None) by default: every variant waits for an editor. "safe" approves variants
-        # whose safety report has no flag; or a dotted path to ``f(variant) -> bool``. Each
-        # automatic approval is logged as a review by the system (no reviewer).
+        # whose safety report has no flag; or a dotted path to ``f(variant) -> bool`` (or the
+        # function itself). Applied once, when generation stores a variant; edited variants
+        # always wait for an editor. Each automatic approval is logged as a review by the
+        # system (no reviewer). See docs/moderation.md.
         "AUTO_APPROVE": None,
     },
 }

@@ -153,3 +153,19 @@ def task_routes(queue: str = "aigc", gpu_queue: str = "aigc_gpu") -> dict:
         "aigc_django.train_copy_model": {"queue": gpu_queue},
         "aigc_django.*": {"queue": queue},
     }
+
+
+@shared_task(name="aigc_django.rerender_variant", acks_late=True, ignore_result=True)
+def rerender_variant(variant_id: int) -> None:
+    """Draw a variant's banners again after an editor changed its copy, and check it again.
+
+    Sent by ``aigc_django.moderation.review.edit_copy`` once the edit commits. A variant
+    deleted in the meantime is skipped.
+    """
+    from aigc_django.generation.service import rerender_variant as rerender
+    from aigc_django.models import Variant
+
+    try:
+        rerender(variant_id)
+    except Variant.DoesNotExist:
+        return

@@ -119,10 +119,31 @@ class Variant(models.Model):
     clicks = models.PositiveIntegerField(_("clicks"), default=0)
     conversions = models.PositiveIntegerField(_("conversions"), default=0)
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    version = models.PositiveIntegerField(
+        _("version"),
+        default=1,
+        editable=False,
+        help_text=_(
+            "Goes up with every review decision and copy edit, so that two editors acting "
+            "on the same variant cannot overwrite each other unnoticed."
+        ),
+    )
+    edited = models.BooleanField(
+        _("edited"),
+        default=False,
+        help_text=_("An editor changed the generated copy."),
+    )
+    reviewed_at = models.DateTimeField(
+        _("reviewed at"),
+        null=True,
+        blank=True,
+        help_text=_("When the last review decision or edit was made."),
+    )
 
     class Meta:
         verbose_name = _("variant")
         verbose_name_plural = _("variants")
+        permissions = [("review_variant", _("Can approve, reject and edit variants"))]
         indexes = [
             models.Index(fields=["slot", "segment", "status"], name="aigc_variant_lookup"),
         ]
@@ -140,17 +161,27 @@ class Variant(models.Model):
 class Review(models.Model):
     """An editor's decision on a variant: the audit trail."""
 
+    class Action(models.TextChoices):
+        APPROVE = "approve", _("approved")
+        REJECT = "reject", _("rejected")
+        ARCHIVE = "archive", _("archived")
+        EDIT = "edit", _("edited the copy")
+        REGENERATE = "regenerate", _("regenerated")
+        AUTO_APPROVE = "auto_approve", _("approved automatically")
+
     variant = models.ForeignKey(
         Variant, on_delete=models.CASCADE, related_name="reviews", verbose_name=_("variant")
     )
     reviewer = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
+        blank=True,
         on_delete=models.SET_NULL,
         related_name="aigc_reviews",
         verbose_name=_("reviewer"),
+        help_text=_("Empty for decisions the system made (auto-approval)."),
     )
-    action = models.CharField(_("action"), max_length=32)
+    action = models.CharField(_("action"), max_length=32, choices=Action.choices)
     status_before = models.CharField(_("status before"), max_length=16)
     status_after = models.CharField(_("status after"), max_length=16)
     note = models.TextField(_("note"), blank=True, default="")
@@ -159,7 +190,7 @@ class Review(models.Model):
     class Meta:
         verbose_name = _("review")
         verbose_name_plural = _("reviews")
-        ordering = ["-created_at"]
+        ordering = ["-created_at", "-pk"]
 
     def __str__(self) -> str:
         return f"{self.action} on {self.variant_id}"
