@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 from django.test import Client
 
 from aigc_django.tracking import ingest
@@ -116,6 +116,9 @@ def chromium(monkeypatch: pytest.MonkeyPatch) -> Iterator[Browser]:
     which makes Django refuse ORM calls from the test ("async context"); the test code is
     synchronous, so DJANGO_ALLOW_ASYNC_UNSAFE is set for the test only. Playwright starts
     and stops per test for the same reason: a loop left running would leak into other tests.
+    Use it with ``live_server`` (a transactional test): Django opens fresh database
+    connections while the loop runs, so rows made in a plain ``db`` test's transaction
+    before the browser started would not be seen.
     """
     if not os.access(CHROMIUM, os.X_OK):
         missing_service(
@@ -135,6 +138,10 @@ def chromium(monkeypatch: pytest.MonkeyPatch) -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+            # With Playwright's loop running, Django keeps this thread's database connections
+            # apart from the ones it had before: close those before the loop stops, or they
+            # leak (and PostgreSQL refuses to drop a test database a leaked session holds).
+            connections.close_all()
 
 
 @pytest.fixture
