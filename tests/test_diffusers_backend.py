@@ -301,3 +301,12 @@ def test_bfloat16_on_cuda(pipeline_dir):
     )
     assert offloaded.generate(briefs[:1], (96, 64))[0].image.size == (96, 64)
     offloaded.close()
+
+
+def test_a_missing_extra_says_how_to_install_it(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "diffusers", None)  # makes "import diffusers" fail
+    backend = DiffusersImageBackend("x", {"PATH": str(tmp_path)})
+    with pytest.raises(ImproperlyConfigured, match=r"pip install aigc-django\[gpu\]"):
+        backend.generate([make_brief()], (64, 64))

@@ -312,3 +312,11 @@ def test_configured_through_the_registry(aigc, server):
     assert isinstance(backend, OpenAICopyBackend) and backend.client is None
     backend.generate([make_brief()])
     assert server.requests[0]["headers"]["authorization"] == "Bearer unused"
+
+
+def test_a_missing_extra_says_how_to_install_it(server, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "openai", None)  # makes "import openai" fail
+    with pytest.raises(ImproperlyConfigured, match=r"pip install aigc-django\[openai\]"):
+        make_backend(server).generate([make_brief()])

@@ -464,3 +464,12 @@ def test_bfloat16_on_cuda(trained_model):
     assert drafts[0].fields["cta"] == "See hats"
     backend.close()
     sampled.close()
+
+
+def test_a_missing_extra_says_how_to_install_it(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "transformers", None)  # makes "import transformers" fail
+    backend = make_backend(tmp_path)
+    with pytest.raises(ImproperlyConfigured, match=r"pip install aigc-django\[gpu\]"):
+        backend.generate([make_brief()])

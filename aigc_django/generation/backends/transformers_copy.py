@@ -256,8 +256,10 @@ class TransformersCopyBackend(CopyBackend):
             chunk = briefs[start : start + self.batch_size]
             chunk_seeds = seeds[start : start + self.batch_size]
             texts = [self.prompt(b) for b in chunk]
+            # A chat template writes its own BOS; the plain format needs the tokenizer's.
+            templated = bool(getattr(self.tokenizer, "chat_template", None))
             inputs = self.tokenizer(
-                texts, return_tensors="pt", padding=True, add_special_tokens=False
+                texts, return_tensors="pt", padding=True, add_special_tokens=not templated
             ).to(self.device)
             config = self._generation_config()
             processors = LogitsProcessorList()
