@@ -113,7 +113,7 @@ def review_url(base_url: str, variant: Variant) -> str:
 
 
 def open_review_from_queue(page: Page, base_url: str, variant: Variant) -> Locator:
-    """Open the queue, find the variant's row by its headline and follow it; the row."""
+    """Open the queue (its admin CSS must load) and return the variant's row, by headline."""
     page.goto(queue_url(base_url))
     assert admin_css_loaded(page), "the admin's CSS did not load from the live server"
     row = page.locator("#result_list tbody tr").filter(has_text=variant.copy["headline"])
