@@ -186,6 +186,19 @@ DEFAULTS: dict[str, Any] = {
         # system (no reviewer). See docs/moderation.md.
         "AUTO_APPROVE": None,
     },
+    "DELIVERY": {
+        # A visitor keeps the variant a slot showed them for this many seconds (no flicker).
+        "STICKY_SECONDS": 1800,
+        # Seconds the approved variants of a slot stay cached (bumped on every review).
+        "CACHE_TIMEOUT": 3600,
+        # Render a placeholder that the tracking script fills from the API (pages behind a
+        # CDN or a full-page cache) instead of the variant itself.
+        "CLIENT_MODE": False,
+        # A purchase within this many hours of a click on a variant counts as its conversion.
+        "CONVERSION_WINDOW_HOURS": 24,
+        # Query parameter with which staff preview a variant on the real page.
+        "PREVIEW_PARAMETER": "aigc_preview",
+    },
 }
 
 # Options whose keys are the project's own names (backend aliases), not known sub-keys.

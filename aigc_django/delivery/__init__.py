@@ -1,0 +1,1 @@
+"""Delivery and feedback stages: per-visitor selection, rendering, impressions and clicks."""
