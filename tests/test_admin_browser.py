@@ -112,7 +112,7 @@ def review_url(base_url: str, variant: Variant) -> str:
     return f"{base_url}/admin/aigc_django/variant/{variant.pk}/change/"
 
 
-def open_review_from_queue(page: Page, base_url: str, variant: Variant) -> Locator:
+def queue_row(page: Page, base_url: str, variant: Variant) -> Locator:
     """Open the queue (its admin CSS must load) and return the variant's row, by headline."""
     page.goto(queue_url(base_url))
     assert admin_css_loaded(page), "the admin's CSS did not load from the live server"
@@ -133,7 +133,7 @@ def test_editor_approves_in_the_queue_and_the_store_shows_the_banner(
     expect(page.locator("#slot .variant")).to_have_count(0)  # nothing before approval
     log_in(page, base, "editor")
 
-    row = open_review_from_queue(page, base, pending)
+    row = queue_row(page, base, pending)
     thumbnail = row.locator("img").first
     expect(thumbnail).to_be_visible()
     assert natural_width(thumbnail) > 0, "the queue's thumbnail did not load"
@@ -178,7 +178,7 @@ def test_staff_without_review_permission_sees_the_queue_but_cannot_approve(
     staff_user("viewer", can_review=False)
     log_in(page, base, "viewer")
 
-    row = open_review_from_queue(page, base, pending)
+    row = queue_row(page, base, pending)
     row.locator(f'a[href*="/variant/{pending.pk}/change/"]').first.click()
     expect(page).to_have_url(review_url(base, pending))
     expect(page.locator("#variant-summary .aigc-status")).to_have_text("pending")
