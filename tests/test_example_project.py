@@ -80,3 +80,19 @@ def test_prepare_demo_runs_every_stage_and_shows_the_variants(tmp_path):
     assert int(with_image) > 0
     again = manage(tmp_path, "aigc_generate", "--no-progress")
     assert "nothing to do" in again
+    admin = manage(
+        tmp_path,
+        "shell",
+        "-c",
+        "from django.test import Client; from aigc_django.models import Variant;"
+        "c = Client(SERVER_NAME='localhost');"
+        "print(c.login(username='editor', password='editor-demo'));"
+        "v = Variant.objects.filter(status='pending').first();"
+        "print(c.get('/admin/aigc_django/variant/').status_code);"
+        "r = c.post(f'/admin/aigc_django/variant/{v.pk}/change/',"
+        " {'action': 'approve', 'version': v.version, 'note': ''});"
+        "v.refresh_from_db(); print(r.status_code, v.status, v.reviews.count())",
+    )
+    login, queue, decision = admin.strip().splitlines()[-3:]
+    assert (login, queue) == ("True", "200")
+    assert decision == "302 approved 1"
