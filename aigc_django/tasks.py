@@ -142,6 +142,11 @@ def beat_schedule(queue: str = "aigc", flush_every: float = 10.0) -> dict:
             "schedule": crontab(hour=3, minute=17),
             "options": options(),
         },
+        "aigc-flush-feedback": {
+            "task": "aigc_django.flush_feedback",
+            "schedule": 60.0,
+            "options": options(),
+        },
     }
 
 
@@ -169,3 +174,14 @@ def rerender_variant(variant_id: int) -> None:
         rerender(variant_id)
     except Variant.DoesNotExist:
         return
+
+
+@shared_task(name="aigc_django.flush_feedback", acks_late=True, ignore_result=True)
+def flush_feedback() -> int:
+    """Move cached impression, click and conversion counts to the variants (every minute).
+
+    Safe to run twice at once or again after a crash: each minute's counts are added once.
+    """
+    from aigc_django.delivery.counters import flush_counters
+
+    return flush_counters()

@@ -1,8 +1,10 @@
 from django.urls import path
 
-from aigc_django.api import views
+from aigc_django.api import feedback, slots, views
 
 urlpatterns = [
     path("events/", views.EventIngestView.as_view(), name="aigc-events"),
     path("me/", views.MyDataView.as_view(), name="aigc-me"),
+    path("slots/<slug:key>/", slots.slot_view, name="aigc-slot"),
+    path("feedback/", feedback.FeedbackView.as_view(), name="aigc-feedback"),
 ]

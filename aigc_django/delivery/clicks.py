@@ -1,6 +1,6 @@
 """Signed click links: ``/aigc/r/<token>/`` counts a click on a variant and redirects.
 
-The token is ``django.core.signing`` output (salted, keyed by ``SECRET_KEY``) over the
+The token is a ``django.core.signing.Signer`` object (salted, keyed by ``SECRET_KEY``) over the
 variant id, the slot key and the target, so nobody can make the redirect send a visitor
 elsewhere or count clicks on a variant the page never linked. The target is checked when
 signing and again when redirecting: a path on this site (``/shop/sale/``) or an http(s) URL
@@ -14,9 +14,12 @@ a purchase can be attributed to it (see :func:`attribute_conversion`).
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,6 +34,8 @@ from aigc_django.conf import aigc_settings
 from aigc_django.delivery import counters
 
 CLICK_SALT = "aigc_django.delivery.click"
+
+logger = logging.getLogger("aigc_django.delivery")
 
 
 class UnsafeTarget(ValueError):
@@ -74,7 +79,10 @@ def sign_click(variant_id: int, slot_key: str, target: str) -> str:
     """The token for a click link; raises :class:`UnsafeTarget` for an unsafe target."""
     if not is_safe_target(target):
         raise UnsafeTarget(f"Refusing to sign a click link to {target!r}.")
-    return signing.dumps({"v": int(variant_id), "s": str(slot_key), "t": target}, salt=CLICK_SALT)
+    # No timestamp: one link per (variant, slot, target), the same in every page and cache.
+    return signing.Signer(salt=CLICK_SALT).sign_object(
+        {"v": int(variant_id), "s": str(slot_key), "t": target}
+    )
 
 
 def click_url(variant_id: int, slot_key: str, target: str) -> str:
@@ -89,8 +97,8 @@ def click_url(variant_id: int, slot_key: str, target: str) -> str:
 def read_click(token: str) -> Click | None:
     """The click a token names, or None when it is tampered, foreign or its target unsafe."""
     try:
-        data = signing.loads(token, salt=CLICK_SALT)
-    except signing.BadSignature:
+        data = signing.Signer(salt=CLICK_SALT).unsign_object(token)
+    except (signing.BadSignature, ValueError):
         return None
     if not isinstance(data, dict):
         return None
@@ -145,11 +153,38 @@ def attribute_conversion(visitor_id: uuid.UUID | str, *, at: float | None = None
 
 def record_click(
     click: Click, *, visitor_id: uuid.UUID | str | None, at: float | None = None
-) -> None:
-    """Count a click on the variant and, for a tracked visitor, remember it for conversions.
+) -> bool:
+    """Count a tracked visitor's click on the variant and remember it for conversions.
 
-    The caller records the ``click`` event through ``track()`` when it has a request.
+    Clicks of visitors who are not tracked (``visitor_id`` None: bots, Do-Not-Track, GPC,
+    no consent) are not counted, as their impressions are not: the click-through stays a
+    ratio over the same visitors. Returns True when counted. The caller records the
+    ``click`` event through ``track()``.
     """
+    if visitor_id is None:
+        return False
     counters.record_click(click.variant_id, at=at)
-    if visitor_id is not None:
-        remember_click(visitor_id, click.variant_id, at=at)
+    remember_click(visitor_id, click.variant_id, at=at)
+    return True
+
+
+def attribute_purchases(events: Iterable[dict[str, Any]]) -> int:
+    """Attribute each ``purchase`` among clean events to its visitor's last click.
+
+    Called by :func:`aigc_django.tracking.ingest.record` once the events are stored (or
+    accepted into the buffer), so purchases from ``track()`` and from the ingest API both
+    count. Returns the number of conversions counted.
+    """
+    converted = 0
+    for event in events:
+        if event.get("kind") != "purchase" or not event.get("visitor"):
+            continue
+        occurred_at = event.get("occurred_at")
+        at = datetime.fromisoformat(occurred_at).timestamp() if occurred_at else None
+        try:
+            if attribute_conversion(event["visitor"], at=at) is not None:
+                converted += 1
+        except Exception:
+            # The purchase is stored; a cache outage must not fail the page or the ingest.
+            logger.exception("Could not attribute a purchase to a click.")
+    return converted

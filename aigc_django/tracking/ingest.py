@@ -441,7 +441,14 @@ def _schedule_flush() -> None:
 
 
 def record(events: Sequence[dict[str, Any]]) -> None:
-    """Store clean events the way ``INGEST`` says."""
+    """Store clean events the way ``INGEST`` says, then attribute purchases to clicks."""
+    from aigc_django.delivery.clicks import attribute_purchases
+
+    _store(events)
+    attribute_purchases(events)
+
+
+def _store(events: Sequence[dict[str, Any]]) -> None:
     if not events:
         return
     ingest = aigc_settings.INGEST
