@@ -1,0 +1,1 @@
+"""Adapters for frameworks that sites build on: django-oscar and Wagtail."""

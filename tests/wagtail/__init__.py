@@ -1,0 +1,1 @@
+"""Tests of aigc_django.contrib.wagtail against a real Wagtail install."""

@@ -1,0 +1,1 @@
+"""A Wagtail page model with a StreamField that uses SlotBlock, for the tests."""
