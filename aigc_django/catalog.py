@@ -29,7 +29,7 @@ from functools import lru_cache
 from typing import Any
 
 from django.apps import apps
-from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
+from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured, ValidationError
 from django.db import models
 from django.db.models.fields.files import FieldFile
 from django.utils.module_loading import import_string
@@ -134,15 +134,36 @@ class Catalog:
             url=_as_text(self.read(obj, "url")),
         )
 
+    def valid_keys(self, keys: Iterable[Any]) -> list[Any]:
+        """The keys the key field can hold; others (a word for an integer id, sent by an
+        event from outside) cannot name a product and are left out instead of failing."""
+        path = self.fields["key"].split("__")
+        try:
+            field = self.model._meta.get_field(path[0]) if len(path) == 1 else None
+        except FieldDoesNotExist:
+            field = None
+        if field is None or not hasattr(field, "to_python"):
+            return list(keys)
+        valid = []
+        for key in keys:
+            try:
+                valid.append(field.to_python(key))
+            except (ValidationError, TypeError, ValueError):
+                continue
+        return valid
+
     def items(self, keys: Iterable[str] | None = None) -> Iterator[CatalogItem]:
         queryset = self.queryset()
         if keys is not None:
-            queryset = queryset.filter(**{f"{self.fields['key']}__in": list(keys)})
+            queryset = queryset.filter(**{f"{self.fields['key']}__in": self.valid_keys(keys)})
         for obj in queryset.iterator(chunk_size=2000):
             yield self.as_item(obj)
 
     def get(self, key: str) -> CatalogItem | None:
-        obj = self.queryset().filter(**{self.fields["key"]: key}).first()
+        valid = self.valid_keys([key])
+        if not valid:
+            return None
+        obj = self.queryset().filter(**{self.fields["key"]: valid[0]}).first()
         return self.as_item(obj) if obj is not None else None
 
 

@@ -69,3 +69,20 @@ def test_a_bad_mapping_raises_naming_the_field(settings):
     with override_settings(AIGC={**settings.AIGC, "CATALOG": bad}):
         with pytest.raises(ImproperlyConfigured, match=r"FIELDS\.title"):
             get_catalog()
+
+
+def test_keys_the_key_field_cannot_hold_name_no_product(products):
+    from tests import settings as test_settings
+
+    config = test_settings.AIGC["CATALOG"]
+    with override_settings(
+        AIGC={
+            **test_settings.AIGC,
+            "CATALOG": {**config, "FIELDS": {**config["FIELDS"], "key": "id"}},
+        }
+    ):
+        catalog = get_catalog()
+        keys = [i.key for i in catalog.items([str(products.pk), "not-a-number", None])]
+        assert keys == [str(products.pk)]
+        assert catalog.get("sku-like-text") is None
+        assert catalog.get(str(products.pk)).title == "Boot"
