@@ -9,8 +9,9 @@ from django.core.management.base import BaseCommand, CommandParser
 class Command(BaseCommand):
     help = (
         "Prepare the demo: catalog and slots, simulated shoppers, profiles and segments, "
-        "the copy model trained on this shop's text, and pending variants for every "
-        "(slot, segment) cell. Safe to run again."
+        "the copy model trained on this shop's text, variants for every (slot, segment) "
+        "cell, a share of them approved by a demo editor (the rest stay pending for the "
+        "admin). Safe to run again."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -35,15 +36,37 @@ class Command(BaseCommand):
         for number, (title, command, arguments, kwargs) in enumerate(steps, 1):
             self.stdout.write(self.style.MIGRATE_HEADING(f"{number}/{len(steps)} {title}"))
             call_command(command, *arguments, stdout=self.stdout, stderr=self.stderr, **kwargs)
-        self.make_editor(editor_password)
+        editor = self.make_editor(editor_password)
+        approved = self.approve_share(editor)
+        self.stdout.write(f"The demo editor approved {approved} variants; the rest are pending.")
         self.stdout.write(
             self.style.SUCCESS(
-                "Done. Open /generated/ to see the pending variants, and /admin/ (user "
-                f"'editor', password '{editor_password}') to review them."
+                "Done. The shop: / (banners per visitor), /segments/, /generated/.\n"
+                f"The admin: /admin/ as user 'editor', password '{editor_password}' "
+                "(the review queue is Variants; the dashboard is linked from the app's page)."
             )
         )
 
-    def make_editor(self, password: str) -> None:
+    def approve_share(self, editor) -> int:
+        """Approve the first safe variant of each (slot, segment) cell that has none approved,
+        so visitors see personalized content at once; the others wait for the admin."""
+        from aigc_django.models import Variant
+        from aigc_django.moderation import review
+
+        approved = 0
+        cells = Variant.objects.values_list("slot_id", "segment_id").distinct()
+        for slot_id, segment_id in cells:
+            variants = Variant.objects.filter(slot_id=slot_id, segment_id=segment_id)
+            if variants.filter(status=Variant.Status.APPROVED).exists():
+                continue
+            for variant in variants.filter(status=Variant.Status.PENDING).order_by("pk"):
+                if variant.safety.get("ok"):
+                    review.approve(variant, editor, note="approved by prepare_demo")
+                    approved += 1
+                    break
+        return approved
+
+    def make_editor(self, password: str):
         """An "Editors" group that may review content, and a demo editor in it."""
         from django.contrib.auth.models import Group, Permission, User
 
@@ -67,3 +90,4 @@ class Command(BaseCommand):
             editor.set_password(password)
             editor.save()
         editor.groups.add(editors)
+        return editor
