@@ -165,11 +165,11 @@ def segments(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def generated(request: HttpRequest) -> HttpResponse:
-    """What generation made, per slot and segment: pending variants awaiting review.
+    """What generation made, per slot and segment, whatever its review status.
 
-    Until the review queue and the template tags exist, this page is where the demo shows
-    the generation stage: every variant with its banners, copy, safety flags and the model
-    that made it. Nothing is tracked here.
+    The storefront's own pages show only approved variants, through the template tags; this
+    page shows the generation stage behind them: every variant with its banners, copy,
+    safety flags and the model that made it. Nothing is tracked here.
     """
     from django.core.files.storage import default_storage
 

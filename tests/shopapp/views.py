@@ -2,11 +2,10 @@ from django.conf import settings
 from django.contrib.auth import authenticate, login, logout
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
-from django.template import Context, Template
+from django.template import RequestContext, Template
 from django.views.static import serve
 
 from aigc_django import track
-from aigc_django.models import Variant
 from tests.shopapp.models import Product
 
 
@@ -42,24 +41,23 @@ def login_view(request: HttpRequest) -> HttpResponse:
 
 
 STORE_PAGE = Template(
-    """<!doctype html>
+    """{% load aigc %}<!doctype html>
 <html lang="en">
 <head><meta charset="utf-8"><title>Store: {{ slot_key }}</title></head>
 <body>
 <h1>Store</h1>
-<!-- A stand-in for the delivery template tags: approved variants for everyone. -->
 <section id="slot" data-slot="{{ slot_key }}">
-{% for variant in variants %}
-  <figure class="variant" data-variant="{{ variant.pk }}">
-    {% if variant.image %}
-      <img class="banner" src="{{ variant.image.url }}" alt="{{ variant.alt_text }}">
-    {% endif %}
-    <figcaption class="headline">{{ variant.copy.headline }}</figcaption>
+{% aigc_slot slot_key as shown %}
+{% if shown and not shown.is_fallback %}
+  <figure class="variant" data-variant="{{ shown.id }}">
+    {% aigc_banner slot_key img_class="banner" loading="eager" %}
+    <figcaption class="headline">{% aigc_copy slot_key "headline" %}</figcaption>
   </figure>
-{% empty %}
+{% else %}
   <p class="empty">Nothing approved for this slot yet.</p>
-{% endfor %}
+{% endif %}
 </section>
+{% aigc_tracking_script %}
 </body>
 </html>
 """
@@ -67,15 +65,12 @@ STORE_PAGE = Template(
 
 
 def store_stand_in(request: HttpRequest) -> HttpResponse:
-    """Stand-in storefront until the delivery template tags exist: every approved variant of
-    the slot named by ``?slot=`` (default ``home-hero``) for the ``everyone`` segment, with
-    its master banner image and headline. No selection, no tracking: the tags will replace
-    this page in the tests once they land."""
+    """A storefront page for the browser tests: the slot named by ``?slot=`` (default
+    ``home-hero``) through the delivery tags, as a visitor sees it (selection, stickiness,
+    impressions), with the variant's id on a ``figure.variant`` for the tests to find."""
     slot_key = request.GET.get("slot", "home-hero")
-    variants = Variant.objects.filter(
-        slot__key=slot_key, segment__key="everyone", status=Variant.Status.APPROVED
-    ).order_by("pk")
-    return HttpResponse(STORE_PAGE.render(Context({"slot_key": slot_key, "variants": variants})))
+    context = RequestContext(request, {"slot_key": slot_key})
+    return HttpResponse(STORE_PAGE.render(context))
 
 
 def media_file(request: HttpRequest, path: str) -> HttpResponse:

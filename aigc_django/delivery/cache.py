@@ -1,0 +1,355 @@
+"""The approved variants of every slot, per segment, in Django's cache.
+
+Delivery reads nothing else on its warm path, so a page with personalized slots makes no
+database query once the cache is filled. Entries are small plain dicts (picklable, cheap to
+unpickle) keyed by a version number that every review decision and every slot change bumps:
+a bump makes every entry unreachable at once, and the next request refills them.
+
+Keys, for version ``v``:
+
+* ``aigc:delivery:v:<slot>:<segment>``: the slot, the segment's approved variants and the
+  ``everyone`` segment's, for each segment that has approved variants of the slot;
+* ``aigc:delivery:v:<slot>:*``: the same for any other segment (no variants of its own);
+* ``aigc:delivery:v:slots``: the keys of every slot, so that a template naming a slot that
+  does not exist queries the database at most once per version, not on every render.
+
+A miss fills every slot at once with one query (slots left-joined to their approved
+variants), so a page with several slots makes one query on a cold cache, not one per slot.
+Storage URLs of the banner files are computed at fill time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from django.core.cache import cache
+from django.core.files.storage import default_storage
+from django.db.models import FilteredRelation, Q
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+
+from aigc_django.conf import aigc_settings
+from aigc_django.generation.images import srcset
+from aigc_django.models import Slot, Variant
+from aigc_django.moderation.signals import variant_reviewed
+
+logger = logging.getLogger(__name__)
+
+VERSION_KEY = "aigc:delivery:version"
+EVERYONE = "everyone"
+ANY_SEGMENT = "*"
+MISSING: dict[str, Any] = {"missing": True}
+
+
+def version() -> int:
+    """The current version of the delivery cache."""
+    found = cache.get(VERSION_KEY)
+    if found is None:
+        cache.add(VERSION_KEY, _fresh_version(), timeout=None)
+        found = cache.get(VERSION_KEY, 1)
+    return int(found)
+
+
+def _fresh_version() -> int:
+    # From the clock, so that a version key evicted from the cache comes back higher than
+    # before and never makes old entries reachable again.
+    return time.time_ns() // 1000
+
+
+def bump_version() -> None:
+    """Make every cached entry unreachable; the next request refills them from the database.
+
+    Called after every review decision (``variant_reviewed``) and every slot save or delete.
+    Call it after changing approved variants or slots by other means (``QuerySet.update``,
+    a data migration, flushing counters into the database).
+    """
+    try:
+        cache.incr(VERSION_KEY)
+    except ValueError:
+        # Never set, or evicted.
+        cache.set(VERSION_KEY, _fresh_version(), timeout=None)
+
+
+def slots_key(cache_version: int) -> str:
+    return f"aigc:delivery:{cache_version}:slots"
+
+
+def entry_key(cache_version: int, slot_key: str, segment_key: str) -> str:
+    return f"aigc:delivery:{cache_version}:{slot_key}:{segment_key}"
+
+
+def entry_keys(cache_version: int, slot_key: str, segment_key: str) -> list[str]:
+    """The keys to read for a slot and segment: the segment's own, then the catch-all."""
+    return [
+        entry_key(cache_version, slot_key, segment_key),
+        entry_key(cache_version, slot_key, ANY_SEGMENT),
+    ]
+
+
+def pick_entry(found: dict[str, Any], cache_version: int, slot_key: str, segment_key: str):
+    """The entry for ``segment_key`` among the values of :func:`entry_keys`, or None on a miss.
+
+    The catch-all entry answers only for segments it says have no variants of their own, so
+    a segment entry that was evicted on its own is a miss, not a silent fall to everyone.
+    """
+    own = found.get(entry_key(cache_version, slot_key, segment_key))
+    if own is not None:
+        return own
+    shared = found.get(entry_key(cache_version, slot_key, ANY_SEGMENT))
+    if shared is None:
+        return None
+    if segment_key in shared.get("segments_with_variants", ()):
+        return None
+    return shared
+
+
+# Entries already read by this process, for the one version last seen. Entries never change
+# within a version, so a version read from the shared cache on each request is all it takes
+# to know these are current; it spares unpickling the same entries on every request.
+_local: dict[str, Any] = {"version": None, "entries": {}}
+
+
+def local_entry(cache_version: int, slot_key: str, segment_key: str) -> dict | None:
+    """The entry this process already read for this version, slot and segment, if any."""
+    if _local["version"] != cache_version:
+        return None
+    return _local["entries"].get((slot_key, segment_key))
+
+
+def _remember(cache_version: int, slot_key: str, segment_key: str, entry: dict) -> dict:
+    if _local["version"] != cache_version:
+        # A new version: start over (replaced, not cleared, for threads reading the old).
+        _local.update(version=cache_version, entries={})
+    _local["entries"][(slot_key, segment_key)] = entry
+    return entry
+
+
+def forget_local() -> None:
+    """Drop this process's copies of the entries (tests that edit the cache by hand)."""
+    _local.update(version=None, entries={})
+
+
+def slot_entry(slot_key: str, segment_key: str, cache_version: int | None = None) -> dict:
+    """The cached entry of a slot for a segment, filling the cache on a miss.
+
+    The entry is ``{"missing": True}`` for an unknown slot, else::
+
+        {"slot": {"key", "kind", "link", "fallback", "active", "sizes"},
+         "segment": <the segment's key, or "*">,
+         "variants": [<the segment's approved variants>],
+         "everyone": [<the everyone segment's approved variants>],
+         "segments_with_variants": [...]}  # the catch-all entry only
+
+    Each variant is a dict made by :func:`variant_dict`.
+    """
+    if cache_version is None:
+        cache_version = version()
+    keys = entry_keys(cache_version, slot_key, segment_key)
+    found = cache.get_many([*keys, slots_key(cache_version)])
+    entry = pick_entry(found, cache_version, slot_key, segment_key)
+    if entry is None:
+        known = found.get(slots_key(cache_version))
+        if known is not None and slot_key not in known:
+            entry = MISSING
+        else:
+            entries = fill(cache_version)
+            entry = entries.get(keys[0]) or entries.get(keys[1]) or MISSING
+    return _remember(cache_version, slot_key, segment_key, entry)
+
+
+def fill(cache_version: int) -> dict[str, dict]:
+    """Load every slot and its approved variants (one query) and cache the entries."""
+    rows = (
+        Slot.objects.annotate(
+            approved=FilteredRelation(
+                "variants", condition=Q(variants__status=Variant.Status.APPROVED)
+            )
+        )
+        .order_by("key", "approved__id")
+        .values(
+            "key",
+            "kind",
+            "link",
+            "fallback",
+            "active",
+            "sizes",
+            "approved__id",
+            "approved__copy",
+            "approved__alt_text",
+            "approved__renditions",
+            "approved__impressions",
+            "approved__clicks",
+            "approved__status",
+            "approved__segment__key",
+        )
+    )
+    slots: dict[str, dict] = {}
+    variants: dict[str, dict[str, list[dict]]] = {}
+    for row in rows:
+        key = row["key"]
+        if key not in slots:
+            slots[key] = slot_dict(row)
+            variants[key] = {}
+        if row["approved__id"] is None:
+            continue
+        variant = variant_dict(
+            {name[len("approved__") :]: value for name, value in row.items() if "__" in name},
+            slots[key],
+        )
+        variants[key].setdefault(row["approved__segment__key"], []).append(variant)
+
+    entries: dict[str, dict] = {}
+    for key, slot in slots.items():
+        by_segment = variants[key]
+        everyone = by_segment.get(EVERYONE, [])
+        for segment_key, own in by_segment.items():
+            entries[entry_key(cache_version, key, segment_key)] = {
+                "slot": slot,
+                "segment": segment_key,
+                "variants": own,
+                "everyone": everyone,
+            }
+        entries[entry_key(cache_version, key, ANY_SEGMENT)] = {
+            "slot": slot,
+            "segment": ANY_SEGMENT,
+            "variants": [],
+            "everyone": everyone,
+            "segments_with_variants": sorted(by_segment),
+        }
+    timeout = aigc_settings.DELIVERY["CACHE_TIMEOUT"]
+    cache.set_many(entries, timeout)
+    # Last: a reader that finds the list finds the entries it names (unless evicted).
+    cache.set(slots_key(cache_version), sorted(slots), timeout)
+    return entries
+
+
+def slot_dict(row: dict[str, Any]) -> dict[str, Any]:
+    """What delivery needs of a slot, from a row with the slot's fields."""
+    fallback = row.get("fallback")
+    return {
+        "key": row["key"],
+        "kind": row["kind"],
+        "link": row.get("link") or "",
+        "fallback": fallback if isinstance(fallback, dict) else {},
+        "active": bool(row.get("active", True)),
+        "sizes": [f"{w}x{h}" for w, h in _valid_sizes(row.get("sizes"))],
+    }
+
+
+def variant_dict(row: dict[str, Any], slot: dict[str, Any]) -> dict[str, Any]:
+    """A variant as delivery renders it: copy as strings, pictures with storage URLs."""
+    copy = row.get("copy")
+    copy = (
+        {str(k): str(v) for k, v in copy.items() if v is not None} if isinstance(copy, dict) else {}
+    )
+    return {
+        "id": row["id"],
+        "slot": slot["key"],
+        "segment": row.get("segment__key") or "",
+        "status": row.get("status") or "",
+        "copy": copy,
+        "alt_text": row.get("alt_text") or "",
+        "link": slot["link"],
+        "pictures": pictures(row.get("renditions"), row["id"]),
+        "impressions": int(row.get("impressions") or 0),
+        "clicks": int(row.get("clicks") or 0),
+    }
+
+
+def variant_from_model(variant: Variant) -> dict[str, Any]:
+    """:func:`variant_dict` of a model instance (staff preview, which reads the database)."""
+    slot = slot_dict(
+        {
+            "key": variant.slot.key,
+            "kind": variant.slot.kind,
+            "link": variant.slot.link,
+            "fallback": variant.slot.fallback,
+            "active": variant.slot.active,
+            "sizes": variant.slot.sizes,
+        }
+    )
+    row = {
+        "id": variant.pk,
+        "segment__key": variant.segment.key,
+        "status": variant.status,
+        "copy": variant.copy,
+        "alt_text": variant.alt_text,
+        "renditions": variant.renditions,
+        "impressions": variant.impressions,
+        "clicks": variant.clicks,
+    }
+    return {**variant_dict(row, slot), "slot_data": slot}
+
+
+def pictures(renditions: Any, variant_id: Any = None) -> dict[str, dict]:
+    """Per size label, what a ``<picture>`` needs: width, height, ``src``, ``srcset``, sources.
+
+    The first file's format (the master, WebP by default) becomes a ``<source>``; the other
+    format (JPEG or PNG) is the ``<img>``'s ``srcset`` and ``src`` (its widest file), for
+    browsers without the first. With one format only, the ``<img>`` carries it and there is
+    no ``<source>``. Sizes with broken data are skipped (and logged), never raised.
+    """
+    found: dict[str, dict] = {}
+    if not isinstance(renditions, dict):
+        return found
+    for label, entry in renditions.items():
+        try:
+            by_format: dict[str, dict[int, str]] = {}
+            for file in entry.get("files") or []:
+                name = file.get("name")
+                if not name:
+                    continue
+                fmt = str(file.get("format") or name.rsplit(".", 1)[-1]).upper()
+                if fmt == "JPG":
+                    fmt = "JPEG"
+                by_format.setdefault(fmt, {})[int(file["width"])] = default_storage.url(name)
+            if not by_format:
+                continue
+            formats = list(by_format)
+            primary = formats[0]
+            fallback = next((f for f in formats[1:] if f != primary), primary)
+            img = by_format[fallback]
+            found[str(label)] = {
+                "size": str(label),
+                "width": int(entry["width"]),
+                "height": int(entry["height"]),
+                "src": img[max(img)],
+                "srcset": srcset(img),
+                "type": f"image/{fallback.lower()}",
+                "sources": (
+                    [{"type": f"image/{primary.lower()}", "srcset": srcset(by_format[primary])}]
+                    if fallback != primary
+                    else []
+                ),
+            }
+        except (AttributeError, KeyError, TypeError, ValueError):
+            logger.warning(
+                "Variant %s has broken rendition data for %r; skipped.", variant_id, label
+            )
+    return found
+
+
+def _valid_sizes(sizes: Any) -> list[tuple[int, int]]:
+    valid = []
+    for size in sizes if isinstance(sizes, list) else []:
+        try:
+            width, height = size
+            valid.append((int(width), int(height)))
+        except (TypeError, ValueError):
+            continue
+    return valid
+
+
+@receiver(variant_reviewed, dispatch_uid="aigc_delivery_variant_reviewed")
+def bump_on_review(sender: Any, **kwargs: Any) -> None:
+    """A decision on a variant changes what may be shown: refill the cache."""
+    bump_version()
+
+
+@receiver(post_save, sender=Slot, dispatch_uid="aigc_delivery_slot_saved")
+@receiver(post_delete, sender=Slot, dispatch_uid="aigc_delivery_slot_deleted")
+def bump_on_slot_change(sender: Any, **kwargs: Any) -> None:
+    """A slot's link, fallback or activity changed (or the slot is gone): refill the cache."""
+    bump_version()

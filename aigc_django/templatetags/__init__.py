@@ -1,0 +1,1 @@
+"""Template tags of aigc_django: ``{% load aigc %}``."""
