@@ -14,8 +14,8 @@ urlpatterns = [
     path("visitor/", views.visitor, name="visitor"),
     path("login/", views.login_view, name="login"),
     path("logout/", views.logout_view, name="logout"),
-    # Until the delivery template tags exist, a stand-in storefront shows approved variants.
-    path("store/", views.store_stand_in, name="store"),
+    # A storefront page that shows a slot through the delivery tags, as a visitor sees it.
+    path("store/", views.store, name="store"),
     # Tests only: the live server serves uploaded and generated files from MEDIA_ROOT.
     re_path(rf"^{re.escape(settings.MEDIA_URL.lstrip('/'))}(?P<path>.+)$", views.media_file),
 ]

@@ -77,15 +77,18 @@ def _batch_key(bucket: int) -> str:
     return f"{BATCH_KEY_PREFIX}{bucket}"
 
 
-def _increment(key: str, amount: int) -> None:
-    """Add ``amount`` to ``key``, creating it; safe when many processes race on one key."""
+def _increment(key: str, amount: int) -> bool:
+    """Add ``amount`` to ``key``, creating it; safe when many processes race on one key.
+    True when the key was missing (this call or a racing one created it)."""
     try:
         cache.incr(key, amount)
+        return False
     except ValueError:
         # Missing: create it. If another process created it first, add() says so and the
         # increment then finds the key.
         if not cache.add(key, amount, KEY_TIMEOUT):
             cache.incr(key, amount)
+        return True
 
 
 def _record(kind: str, variant_ids: Iterable[int], at: float | None) -> None:
@@ -93,9 +96,13 @@ def _record(kind: str, variant_ids: Iterable[int], at: float | None) -> None:
     ids = [int(variant_id) for variant_id in variant_ids]
     if not ids:
         return
-    cache.add(_active_key(bucket), 1, KEY_TIMEOUT)
+    created = False
     for variant_id in ids:
-        _increment(_counter_key(kind, bucket, variant_id), 1)
+        created |= _increment(_counter_key(kind, bucket, variant_id), 1)
+    if created:
+        # A counter key was new: mark the minute active so the flusher finds it. Marking
+        # only then (not on every count) saves a cache call per impression.
+        cache.add(_active_key(bucket), 1, KEY_TIMEOUT)
 
 
 def record_impressions(variant_ids: list[int], *, at: float | None = None) -> None:
@@ -224,4 +231,10 @@ def flush_counters(*, now: float | None = None) -> int:
         if _batch_key(bucket) not in applied:
             moved += apply_bucket(bucket, read_bucket(bucket, variant_ids))
         forget_bucket(bucket, variant_ids)
+    if moved:
+        # The cached slot entries carry the database counters the bandit adds pending
+        # counts to: refresh them, or the moved counts would vanish from its view.
+        from aigc_django.delivery.cache import bump_version
+
+        bump_version()
     return moved

@@ -64,7 +64,7 @@ STORE_PAGE = Template(
 )
 
 
-def store_stand_in(request: HttpRequest) -> HttpResponse:
+def store(request: HttpRequest) -> HttpResponse:
     """A storefront page for the browser tests: the slot named by ``?slot=`` (default
     ``home-hero``) through the delivery tags, as a visitor sees it (selection, stickiness,
     impressions), with the variant's id on a ``figure.variant`` for the tests to find."""
