@@ -109,6 +109,10 @@ def tracked_visitor(request: Any) -> Any:
     return getattr(request, "aigc_visitor_id", None)
 
 
+# The sticky entry also keeps the visitor's segment, under this name.
+SEGMENT_ENTRY = ":segment"  # a colon: no slot key (a slug) can clash
+
+
 def sticky_key(visitor_id: Any) -> str:
     """The cache key of a visitor's sticky picks: ``{slot key: (variant id, expiry time)}``.
 
@@ -182,26 +186,45 @@ def _choose(request: Any, state: RequestState, slot_key: str, rng: random.Random
     if visitor_id is not None and state.preview is None:
         seconds = int(aigc_settings.DELIVERY["STICKY_SECONDS"])
         if seconds > 0:
-            state.sticky = {key: value for key, value in state.sticky.items() if value[1] > now}
+            state.sticky = {
+                key: value
+                for key, value in state.sticky.items()
+                if key == SEGMENT_ENTRY or value[1] > now
+            }
             state.sticky[slot_key] = (picked, now + seconds)
             django_cache.set(sticky_key(visitor_id), state.sticky, seconds)
     return Choice(slot_key, by_id[picked], used, reason, slot=slot)
 
 
 def _start(state: RequestState, visitor_id: Any) -> None:
-    """Read what every slot of the request needs: the cache version and the visitor's
-    sticky picks (one cache round trip), and the visitor's segment."""
+    """Read what every slot of the request needs in one cache round trip: the slot cache's
+    version, the visitor's sticky picks and, kept beside them, the visitor's segment with
+    the segment version it was read under (a rebuild bumps that version, so a stale segment
+    is never used). Only when that segment is missing or stale is the lookup asked."""
     if visitor_id is None:
         state.cache_version = delivery_cache.version()
         state.segment = EVERYONE
         return
     key = sticky_key(visitor_id)
-    found = django_cache.get_many([delivery_cache.VERSION_KEY, key])
+    found = django_cache.get_many([delivery_cache.VERSION_KEY, lookup.VERSION_KEY, key])
     version = found.get(delivery_cache.VERSION_KEY)
     state.cache_version = int(version) if version is not None else delivery_cache.version()
     sticky = found.get(key)
     state.sticky = sticky if isinstance(sticky, dict) else {}
+    remembered = state.sticky.get(SEGMENT_ENTRY)
+    segments_version = found.get(lookup.VERSION_KEY)
+    if (
+        isinstance(remembered, tuple)
+        and segments_version is not None
+        and remembered[1] == segments_version
+    ):
+        state.segment = remembered[0]
+        return
     state.segment = lookup.segment_key_for(visitor_id)
+    seconds = int(aigc_settings.DELIVERY["STICKY_SECONDS"])
+    if segments_version is not None and seconds > 0:
+        state.sticky[SEGMENT_ENTRY] = (state.segment, segments_version)
+        django_cache.set(key, state.sticky, seconds)
 
 
 def _fallback_choice(slot_key: str, slot: dict, fallback: dict, reason: str) -> Choice:

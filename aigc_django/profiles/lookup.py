@@ -56,5 +56,11 @@ def bump_version() -> None:
 
 def forget(visitor_ids: Iterable[Any]) -> None:
     """Invalidate the cached answers of some visitors (after an incremental update)."""
+    from aigc_django.delivery.selection import sticky_key
+
+    visitor_ids = list(visitor_ids)
     version = _version()
-    cache.delete_many([_key(version, v) for v in visitor_ids])
+    # Delivery keeps each visitor's segment beside their sticky picks: drop those too.
+    cache.delete_many(
+        [_key(version, v) for v in visitor_ids] + [sticky_key(v) for v in visitor_ids]
+    )
