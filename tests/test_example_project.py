@@ -93,6 +93,25 @@ def test_prepare_demo_runs_every_stage_and_shows_the_variants(tmp_path):
         " {'action': 'approve', 'version': v.version, 'note': ''});"
         "v.refresh_from_db(); print(r.status_code, v.status, v.reviews.count())",
     )
+    personas = manage(
+        tmp_path,
+        "shell",
+        "-c",
+        "import re; from django.test import Client; from aigc_django.models import Segment;"
+        "seen = set();"
+        "keys = Segment.objects.filter(kind='learned', size__gt=0).values_list('key', flat=True);"
+        "\nfor key in keys:\n"
+        "    c = Client(SERVER_NAME='localhost', headers={'User-Agent': 'Mozilla/5.0'});"
+        "    c.get('/'); r = c.post(f'/segments/{key}/become/');"
+        "    page = c.get('/').content.decode();"
+        '    m = re.search(r\'data-aigc-slot="home-hero"[^>]*data-aigc-variant="(\\d+)"\', page)'
+        ' or re.search(r\'data-aigc-variant="(\\d+)"[^>]*data-aigc-slot="home-hero"\', page);'
+        "    seen.add(m.group(1) if m else None)\n"
+        "print(len(keys), len(seen), None in seen)",
+    )
+    segments, banners, missing = personas.strip().splitlines()[-1].split()
+    assert int(segments) >= 2 and missing == "False"
+    assert int(banners) >= 2  # different visitors get different banners
     login, queue, decision = admin.strip().splitlines()[-3:]
     assert (login, queue) == ("True", "200")
     assert decision == "302 approved 1"

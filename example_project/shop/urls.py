@@ -15,6 +15,7 @@ urlpatterns = [
     path("checkout/", views.checkout, name="checkout"),
     path("checkout/done/", views.checkout_done, name="checkout-done"),
     path("segments/", views.segments, name="segments"),
+    path("segments/<slug:key>/become/", views.become, name="become"),
     path("generated/", views.generated, name="generated"),
     path("your-data/", views.your_data, name="your-data"),
 ]

@@ -2,6 +2,7 @@
 
 import secrets
 
+from django.conf import settings
 from django.contrib import messages
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -159,7 +160,11 @@ def segments(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "shop/segments.html",
-        {"rows": rows, "mine": segment_key_for(request.aigc_visitor_id)},
+        {
+            "rows": rows,
+            "mine": segment_key_for(request.aigc_visitor_id),
+            "debug_personas": settings.DEBUG,
+        },
     )
 
 
@@ -195,6 +200,33 @@ def generated(request: HttpRequest) -> HttpResponse:
         "shop/generated.html",
         {"cells": list(cells.values()), "jobs": jobs, "slots": Slot.objects.count()},
     )
+
+
+@require_POST
+def become(request: HttpRequest, key: str) -> HttpResponse:
+    """The demo's persona switcher: browse as a random simulated shopper of a segment.
+
+    The visitor cookie is switched to that shopper's visitor id (the middleware writes it),
+    so every page then shows what that segment gets. A demo feature: only with DEBUG on,
+    since it lets anyone take over a visitor's identity.
+    """
+    from django.http import Http404
+
+    from aigc_django.models import Profile
+
+    if not settings.DEBUG or not getattr(request, "aigc_tracking", False):
+        raise Http404("The persona switcher is a demo feature (DEBUG only).")
+    profile = Profile.objects.filter(segment__key=key).order_by("?").first()
+    if profile is None:
+        messages.info(request, f"Segment {key!r} has no shoppers yet.")
+        return redirect("shop:segments")
+    request.aigc_visitor_id = profile.visitor_id
+    messages.success(
+        request,
+        f"You now browse as a shopper of segment {profile.segment.name!r}: "
+        "the banners and copy are theirs.",
+    )
+    return redirect("shop:home")
 
 
 @require_GET
