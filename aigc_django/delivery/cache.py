@@ -252,7 +252,7 @@ def variant_dict(row: dict[str, Any], slot: dict[str, Any]) -> dict[str, Any]:
         "copy": copy,
         "alt_text": row.get("alt_text") or "",
         "link": slot["link"],
-        "pictures": pictures(row.get("renditions"), row["id"]),
+        "pictures": pictures(row.get("renditions"), row["id"], slot.get("sizes")),
         "impressions": int(row.get("impressions") or 0),
         "clicks": int(row.get("clicks") or 0),
     }
@@ -283,18 +283,35 @@ def variant_from_model(variant: Variant) -> dict[str, Any]:
     return {**variant_dict(row, slot), "slot_data": slot}
 
 
-def pictures(renditions: Any, variant_id: Any = None) -> dict[str, dict]:
+def pictures(renditions: Any, variant_id: Any = None, sizes: Any = None) -> dict[str, dict]:
     """Per size label, what a ``<picture>`` needs: width, height, ``src``, ``srcset``, sources.
 
     The first file's format (the master, WebP by default) becomes a ``<source>``; the other
     format (JPEG or PNG) is the ``<img>``'s ``srcset`` and ``src`` (its widest file), for
     browsers without the first. With one format only, the ``<img>`` carries it and there is
     no ``<source>``. Sizes with broken data are skipped (and logged), never raised.
+
+    The sizes come in the slot's order (``sizes``: labels like ``"1200x628"`` or
+    ``[w, h]`` pairs), so "the first size" is
+    the slot's first: PostgreSQL's ``jsonb`` does not keep the keys of ``renditions`` in
+    order.
     """
     found: dict[str, dict] = {}
     if not isinstance(renditions, dict):
         return found
-    for label, entry in renditions.items():
+    order = []
+    for size in sizes if isinstance(sizes, list | tuple) else []:
+        if isinstance(size, str):
+            order.append(size)
+            continue
+        try:
+            order.append(f"{int(size[0])}x{int(size[1])}")
+        except (IndexError, TypeError, ValueError):
+            continue
+    labels = [label for label in order if label in renditions]
+    labels += [label for label in renditions if label not in labels]
+    for label in labels:
+        entry = renditions[label]
         try:
             by_format: dict[str, dict[int, str]] = {}
             for file in entry.get("files") or []:
