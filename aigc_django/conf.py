@@ -198,6 +198,9 @@ DEFAULTS: dict[str, Any] = {
         "CONVERSION_WINDOW_HOURS": 24,
         # Query parameter with which staff preview a variant on the real page.
         "PREVIEW_PARAMETER": "aigc_preview",
+        # Seconds each process collects impressions before writing them to the cache in one
+        # go (0: at once). A process that dies loses at most this long of its impressions.
+        "IMPRESSION_BATCH_SECONDS": 1.0,
     },
 }
 

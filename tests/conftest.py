@@ -67,6 +67,16 @@ def _fresh_buffer():
     ingest._memory_buffers.clear()
 
 
+@pytest.fixture(autouse=True)
+def _no_held_impressions():
+    """No impressions left over in this process's batch from another test."""
+    from aigc_django.delivery import counters
+
+    counters._held.clear()
+    yield
+    counters._held.clear()
+
+
 @pytest.fixture
 def aigc(settings):
     """Change AIGC options for one test: ``aigc(INGEST={"MODE": "buffered"})``."""

@@ -94,6 +94,8 @@ AIGC = {
     },
     "API": {"TOKENS": ["server-token-for-tests-0123456789abcdef"], "INGEST_RATE": None},
     "CUSTOM_EVENT_KINDS": ["newsletter_signup"],
+    # Impressions counted at once, so tests see them without waiting for a batch.
+    "DELIVERY": {"IMPRESSION_BATCH_SECONDS": 0},
 }
 
 LOGGING = {

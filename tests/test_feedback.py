@@ -125,6 +125,23 @@ def test_pending_counts_come_from_one_get_many_without_queries(variants, django_
     assert pending == {first: (1, 0), second: (2, 1), 999: (0, 0)}
 
 
+def test_impressions_are_batched_per_process_and_never_lost(variants, aigc):
+    aigc(DELIVERY={"IMPRESSION_BATCH_SECONDS": 3600})
+    first, second = (v.pk for v in variants)
+    counters.record_impressions([first])
+    with mock.patch.object(cache, "incr", wraps=cache.incr) as incr:
+        for _ in range(5):
+            counters.record_impressions([first, second])
+    assert incr.call_count == 0  # held in the process: no cache write per page
+    assert counters.pending_counts([first, second]) == {first: (6, 0), second: (5, 0)}
+    counters.flush_held_impressions()  # at exit, or when the batch time has passed
+    assert counters._held == {}
+    assert counters.pending_counts([first, second]) == {first: (6, 0), second: (5, 0)}
+    assert counters.flush_counters(now=time.time() + 3 * counters.BUCKET_SECONDS) == 11
+    first_row, second_row = Variant.objects.filter(pk__in=[first, second]).order_by("pk")
+    assert (first_row.impressions, second_row.impressions) == (6, 5)
+
+
 def test_flush_moves_closed_buckets_once(variants):
     first, second = variants
     counters.record_impressions([first.pk, second.pk, second.pk], at=EARLIER)
