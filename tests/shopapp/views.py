@@ -77,3 +77,30 @@ def media_file(request: HttpRequest, path: str) -> HttpResponse:
     """Serve MEDIA_ROOT, read per request so a test's ``settings.MEDIA_ROOT`` applies (tests
     only: django.conf.urls.static.static() serves nothing with DEBUG off)."""
     return serve(request, path, document_root=settings.MEDIA_ROOT)
+
+
+CLIENT_PAGE = Template(
+    """{% load aigc %}<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Client mode: {{ slot_key }}</title></head>
+<body>
+<h1>Cached page</h1>
+<div id="banner">{% aigc_banner slot_key img_class="banner" loading="eager" %}</div>
+<p id="headline">{% aigc_copy slot_key "headline" %}</p>
+{% aigc_tracking_script %}
+</body>
+</html>
+"""
+)
+
+
+def store_client(request: HttpRequest) -> HttpResponse:
+    """The storefront page of a site behind a CDN: with ``DELIVERY["CLIENT_MODE"]`` the tags
+    render placeholders and the tracking script fills them from the slots API."""
+    slot_key = request.GET.get("slot", "home-hero")
+    return HttpResponse(CLIENT_PAGE.render(RequestContext(request, {"slot_key": slot_key})))
+
+
+def landing(request: HttpRequest) -> HttpResponse:
+    """Where the test slot's banner links to."""
+    return HttpResponse("<!doctype html><title>Landing</title><h1>Landing</h1>")
