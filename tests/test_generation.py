@@ -380,3 +380,8 @@ def test_rerender_of_a_copy_slot_checks_the_copy_again(shop):
     variant.save(update_fields=["copy"])
     variant = service.rerender_variant(variant.pk)
     assert variant.safety["ok"] is False and variant.renditions == {}
+
+
+def test_slot_fields_come_in_reading_order_whatever_the_database_keeps():
+    slot = Slot(copy_fields={"cta": 20, "zeta": 5, "body": 100, "headline": 40, "alpha": 9})
+    assert list(service.slot_fields(slot)) == ["headline", "body", "cta", "alpha", "zeta"]

@@ -72,9 +72,17 @@ def segment_palette(segment: Segment) -> list[str]:
     return brand + own
 
 
+# The order copy fields read in; others follow alphabetically. (PostgreSQL's jsonb keeps
+# no key order, so the slot's own order cannot be relied on.)
+FIELD_ORDER = ("eyebrow", "headline", "subheadline", "title", "body", "text", "cta")
+
+
 def slot_fields(slot: Slot) -> dict[str, int]:
+    """The slot's copy fields and limits, in reading order (headline, body, cta, others)."""
     fields = slot.copy_fields or DEFAULT_FIELDS
-    return {str(name): int(limit) for name, limit in fields.items()}
+    rank = {name: index for index, name in enumerate(FIELD_ORDER)}
+    names = sorted((str(name) for name in fields), key=lambda n: (rank.get(n, len(rank)), n))
+    return {name: int(fields[name]) for name in names}
 
 
 def slot_sizes(slot: Slot) -> list[tuple[int, int]]:
