@@ -80,6 +80,15 @@ def test_prepare_demo_runs_every_stage_and_shows_the_variants(tmp_path):
     assert int(with_image) > 0
     again = manage(tmp_path, "aigc_generate", "--no-progress")
     assert "nothing to do" in again
+    count = (
+        "from aigc_django.models import Event, ModelArtifact, Review, Variant;"
+        "print(Event.objects.count(), Variant.objects.count(), ModelArtifact.objects.count(),"
+        " Review.objects.count())"
+    )
+    before = manage(tmp_path, "shell", "-c", count).strip().splitlines()[-1]
+    rerun = manage(tmp_path, "prepare_demo", "--visitors", "300", "--epochs", "2")
+    assert "Segments exist already: skipped" in rerun
+    assert manage(tmp_path, "shell", "-c", count).strip().splitlines()[-1] == before
     admin = manage(
         tmp_path,
         "shell",

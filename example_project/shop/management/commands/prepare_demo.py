@@ -33,8 +33,12 @@ class Command(BaseCommand):
             ("copy model", "aigc_train", ["--epochs", str(epochs)] if epochs else [], {}),
             ("variants", "aigc_generate", [], {}),
         ]
+        done_already = self.done_already()
         for number, (title, command, arguments, kwargs) in enumerate(steps, 1):
             self.stdout.write(self.style.MIGRATE_HEADING(f"{number}/{len(steps)} {title}"))
+            if command in done_already:
+                self.stdout.write(done_already[command])
+                continue
             call_command(command, *arguments, stdout=self.stdout, stderr=self.stderr, **kwargs)
         editor = self.make_editor(editor_password)
         approved = self.approve_share(editor)
@@ -46,6 +50,24 @@ class Command(BaseCommand):
                 "(the review queue is Variants; the dashboard is linked from the app's page)."
             )
         )
+
+    def done_already(self) -> dict[str, str]:
+        """Steps a second run skips, so that running the demo twice changes nothing: the
+        simulated shoppers (their events would count twice) and the trained copy model."""
+        from aigc_django.models import ModelArtifact, Segment
+
+        skip = {}
+        if Segment.objects.filter(kind=Segment.Kind.LEARNED).exists():
+            skip["simulate_traffic"] = (
+                "Segments exist already: skipped (run `manage.py simulate_traffic` to add "
+                "more shoppers)."
+            )
+        if ModelArtifact.objects.filter(kind="copy", active=True).exists():
+            skip["aigc_train"] = (
+                "A copy model is trained already: skipped (run `manage.py aigc_train` to "
+                "train a new version)."
+            )
+        return skip
 
     def approve_share(self, editor) -> int:
         """Approve the first safe variant of each (slot, segment) cell that has none approved,
