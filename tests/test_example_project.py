@@ -124,3 +124,63 @@ def test_prepare_demo_runs_every_stage_and_shows_the_variants(tmp_path):
     login, queue, decision = admin.strip().splitlines()[-3:]
     assert (login, queue) == ("True", "200")
     assert decision == "302 approved 1"
+
+
+@pytest.mark.browser
+def test_storefront_in_a_browser_shows_each_persona_its_banner(tmp_path, new_page, screenshots):
+    """The demo as a person sees it: the example storefront served by runserver, opened in
+    headless Chromium; the home page shows an approved banner, and after "Browse as one of
+    them" another segment's banner. The screenshots are the ones in the docs."""
+    import socket
+    import time
+
+    manage(tmp_path, "migrate", "-v", "0")
+    # AIGC_DEMO_EPOCHS=12 trains the copy model fully (for the screenshots in the docs).
+    epochs = os.environ.get("AIGC_DEMO_EPOCHS", "2")
+    manage(tmp_path, "prepare_demo", "--visitors", "300", "--epochs", epochs)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "STOREFRONT_DATA_DIR": str(tmp_path),
+        "DJANGO_SETTINGS_MODULE": "storefront.settings",
+        "PYTHONPATH": str(ROOT),
+    }
+    server = subprocess.Popen(
+        [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+        cwd=EXAMPLE,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+        page = new_page("storefront")
+        page.goto(f"{base}/")
+        banner = page.locator('[data-aigc-slot="home-hero"] img').first
+        banner.wait_for()
+        assert banner.evaluate("(img) => img.complete && img.naturalWidth") > 0
+        first = page.locator("[data-aigc-variant]").first.get_attribute("data-aigc-variant")
+        page.screenshot(path=str(screenshots / "home.png"))
+        page.goto(f"{base}/segments/")
+        page.screenshot(path=str(screenshots / "segments.png"), full_page=True)
+        seen = {first}
+        buttons = page.locator("form[action$='/become/'] button")
+        for index in range(buttons.count()):
+            page.goto(f"{base}/segments/")
+            page.locator("form[action$='/become/'] button").nth(index).click()
+            page.wait_for_url(f"{base}/")
+            variant = page.locator("[data-aigc-variant]").first.get_attribute("data-aigc-variant")
+            seen.add(variant)
+        page.screenshot(path=str(screenshots / "home-persona.png"))
+        assert len(seen) >= 2  # other personas see other banners
+    finally:
+        server.terminate()
+        server.wait(timeout=20)

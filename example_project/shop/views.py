@@ -216,6 +216,13 @@ def become(request: HttpRequest, key: str) -> HttpResponse:
 
     if not settings.DEBUG or not getattr(request, "aigc_tracking", False):
         raise Http404("The persona switcher is a demo feature (DEBUG only).")
+    if key == "everyone":
+        # Everyone's visitors are those with no learned or rule segment: a new visitor is one.
+        import uuid
+
+        request.aigc_visitor_id = uuid.uuid4()
+        messages.success(request, "You now browse as a new visitor: everyone's banners.")
+        return redirect("shop:home")
     profile = Profile.objects.filter(segment__key=key).order_by("?").first()
     if profile is None:
         messages.info(request, f"Segment {key!r} has no shoppers yet.")
