@@ -42,7 +42,7 @@ def approved(aigc, settings, tmp_path: Path) -> Variant:
         kind=Slot.Kind.BANNER,
         sizes=[[600, 200]],
         copy_fields={"headline": 50, "cta": 20},
-        link="/landing/",
+        link="/store/landing/",
     )
     (variant,) = service.generate_for(slot, ensure_everyone(), 1)
     editor = User.objects.create_user("editor", is_staff=True)
@@ -83,7 +83,7 @@ def test_a_click_is_counted_once_and_lands_on_the_slot_link(live_server, chromiu
     banner = page.locator("#banner img")
     expect(banner).to_be_visible(timeout=10_000)
     banner.click()
-    page.wait_for_url(f"{live_server.url}/landing/")
+    page.wait_for_url(f"{live_server.url}/store/landing/")
     expect(page.locator("h1")).to_have_text("Landing")
     assert wait_for(lambda: counters.pending_counts([approved.pk])[approved.pk][1] == 1)
     time.sleep(1)  # a second count (beacon and redirect both) would show by now

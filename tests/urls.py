@@ -17,7 +17,7 @@ urlpatterns = [
     # A storefront page that shows a slot through the delivery tags, as a visitor sees it.
     path("store/", views.store, name="store"),
     path("store/client/", views.store_client, name="store-client"),
-    path("landing/", views.landing, name="landing"),
+    path("store/landing/", views.landing, name="store-landing"),
     # Tests only: the live server serves uploaded and generated files from MEDIA_ROOT.
     re_path(rf"^{re.escape(settings.MEDIA_URL.lstrip('/'))}(?P<path>.+)$", views.media_file),
 ]
