@@ -166,7 +166,9 @@ def test_storefront_in_a_browser_shows_each_persona_its_banner(tmp_path, new_pag
         page.goto(f"{base}/")
         banner = page.locator('[data-aigc-slot="home-hero"] img').first
         banner.wait_for()
-        assert banner.evaluate("(img) => img.complete && img.naturalWidth") > 0
+        from tests.test_storefront_browser import NATURAL_WIDTH
+
+        assert banner.evaluate(NATURAL_WIDTH) > 0
         first = page.locator("[data-aigc-variant]").first.get_attribute("data-aigc-variant")
         page.screenshot(path=str(screenshots / "home.png"))
         page.goto(f"{base}/segments/")

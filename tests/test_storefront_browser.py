@@ -51,6 +51,15 @@ def approved(aigc, settings, tmp_path: Path) -> Variant:
     backends.reset()
 
 
+# The image's width once it has loaded (visible comes before the pixels); 0 if it fails.
+NATURAL_WIDTH = """(img) => img.complete && img.naturalWidth ? img.naturalWidth
+    : new Promise((done) => {
+        if (img.complete && img.naturalWidth) return done(img.naturalWidth);
+        img.addEventListener("load", () => done(img.naturalWidth));
+        img.addEventListener("error", () => done(0));
+    })"""
+
+
 def wait_for(predicate, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -67,7 +76,7 @@ def test_client_mode_fills_the_placeholder_and_counts_one_impression(
     page.goto(f"{live_server.url}/store/client/?slot=home-hero")
     banner = page.locator("#banner img")
     expect(banner).to_be_visible(timeout=10_000)
-    assert banner.evaluate("(img) => img.complete && img.naturalWidth") == 600
+    assert banner.evaluate(NATURAL_WIDTH) == 600
     expect(page.locator("#headline")).to_contain_text(approved.copy["headline"])
     page.screenshot(path=str(screenshots / "client-mode.png"))
     # The script reports the impression (the server counted none in client mode).
