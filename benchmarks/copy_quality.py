@@ -150,8 +150,7 @@ def seed_shop(per_category: int, seed: int = 0) -> None:
 def brief(segment, slot, seed: int):
     """The brief a generation job builds: the segment's top categories and products."""
     from aigc_django.catalog import get_catalog
-    from aigc_django.generation.briefs import Brief, Product
-    from aigc_django.generation.copymodel.corpus import humanize
+    from aigc_django.generation.briefs import Brief, Product, category_name
 
     items = list(get_catalog().items(segment.top_items[:PRODUCTS_PER_BRIEF]))
     order = {key: i for i, key in enumerate(segment.top_items)}
@@ -161,13 +160,13 @@ def brief(segment, slot, seed: int):
         segment=segment.key,
         segment_name=segment.name,
         fields=dict(slot.copy_fields),
-        categories=[(c, humanize(c)) for c, _ in segment.top_categories],
+        categories=[(c, category_name(c)) for c, _ in segment.top_categories],
         products=[
             Product(
                 key=i.key,
                 title=i.title,
                 category=i.category,
-                category_name=humanize(i.category),
+                category_name=category_name(i.category),
                 price=i.price,
                 description=i.description,
             )
@@ -181,10 +180,10 @@ def brief(segment, slot, seed: int):
 def segment_names(segment) -> list[str]:
     """What naming the segment means: its top categories' names and top products' titles."""
     from aigc_django.catalog import get_catalog
-    from aigc_django.generation.copymodel.corpus import humanize
+    from aigc_django.generation.briefs import category_name
 
     titles = [item.title for item in get_catalog().items(segment.top_items)]
-    return [humanize(c) for c, _ in segment.top_categories] + titles
+    return [category_name(c) for c, _ in segment.top_categories] + titles
 
 
 def main() -> None:

@@ -16,9 +16,9 @@ from django.core.management import call_command
 
 from aigc_django.generation.backends import copy_backend
 from aigc_django.generation.backends.builtin_copy import BuiltinCopyBackend
-from aigc_django.generation.briefs import Brief, Product
+from aigc_django.generation.briefs import Brief, Product, category_name
 from aigc_django.generation.copymodel import model as copymodel
-from aigc_django.generation.copymodel.corpus import Masker, build_corpus, humanize, read_starter
+from aigc_django.generation.copymodel.corpus import Masker, build_corpus, read_starter
 from aigc_django.generation.copymodel.quality import (
     CatalogFacts,
     distinct_n,
@@ -65,7 +65,7 @@ def make_shop(per_category: int = 12, seed: int = 0) -> dict[str, list[ShopProdu
     rng = random.Random(seed)
     made: dict[str, list[ShopProduct]] = {}
     for slug, (first, second, third, features, uses) in WORDS.items():
-        category = Category.objects.create(slug=slug, name=humanize(slug))
+        category = Category.objects.create(slug=slug, name=category_name(slug))
         names = [" ".join(p) for p in itertools.product(first, second, third)]
         rng.shuffle(names)
         made[slug] = []
@@ -124,7 +124,7 @@ def brief_for(segment: str, products: list[ShopProduct], seed: int = 0, **fields
             key=p.sku,
             title=p.name,
             category=p.category.slug,
-            category_name=humanize(p.category.slug),
+            category_name=category_name(p.category.slug),
             price=float(p.price),
         )
         for p in products

@@ -74,6 +74,12 @@ class Brief:
         )
 
 
+def category_name(key: str) -> str:
+    """A category key as copy shows it: "running-shoes" -> "Running shoes"."""
+    words = key.replace("_", " ").replace("-", " ").strip()
+    return words[:1].upper() + words[1:]
+
+
 def format_price(price: float | None) -> str:
     """A catalog price as copy shows it ("49.90")."""
     return "" if price is None else f"{price:.2f}"

@@ -29,7 +29,7 @@ from django.db.models import Count
 from django.utils import timezone
 from PIL import Image, ImageOps
 
-from aigc_django.catalog import get_catalog
+from aigc_django.catalog import CatalogItem, get_catalog
 from aigc_django.conf import aigc_settings
 from aigc_django.generation.backends import copy_backend, image_backend
 from aigc_django.generation.backends.base import (
@@ -38,7 +38,7 @@ from aigc_django.generation.backends.base import (
     TransientBackendError,
     is_out_of_memory,
 )
-from aigc_django.generation.briefs import Brief, Product
+from aigc_django.generation.briefs import Brief, Product, category_name
 from aigc_django.generation.safety import check_copy
 from aigc_django.models import GenerationJob, Segment, Slot, Variant
 
@@ -52,12 +52,6 @@ PRODUCTS_PER_BANNER = 2
 
 class JobFailed(Exception):
     """A job that cannot succeed (bad slot, model missing, ...); retrying will not help."""
-
-
-def category_name(key: str) -> str:
-    """A category key as copy shows it: "running-shoes" -> "Running shoes"."""
-    words = key.replace("_", " ").replace("-", " ").strip()
-    return words[:1].upper() + words[1:]
 
 
 def segment_palette(segment: Segment) -> list[str]:
@@ -92,6 +86,19 @@ def slot_sizes(slot: Slot) -> list[tuple[int, int]]:
     return [(int(w), int(h)) for w, h in sizes]
 
 
+def product_from_item(item: CatalogItem) -> Product:
+    """A catalog item as a brief carries it."""
+    return Product(
+        key=item.key,
+        title=item.title,
+        category=item.category,
+        category_name=category_name(item.category),
+        price=item.price,
+        description=item.description[:500],
+        image_url=item.image_url,
+    )
+
+
 def build_brief(slot: Slot, segment: Segment, seed: int = 0) -> Brief:
     """The brief of one (slot, segment) cell: the segment's top categories and products."""
     categories = [
@@ -120,18 +127,7 @@ def build_brief(slot: Slot, segment: Segment, seed: int = 0) -> Brief:
         ordered = [found[k] for k in keys if k in found] + [
             item for key, item in found.items() if key not in keys
         ]
-        for item in ordered[:PRODUCTS_PER_BRIEF]:
-            products.append(
-                Product(
-                    key=item.key,
-                    title=item.title,
-                    category=item.category,
-                    category_name=category_name(item.category),
-                    price=item.price,
-                    description=item.description[:500],
-                    image_url=item.image_url,
-                )
-            )
+        products = [product_from_item(item) for item in ordered[:PRODUCTS_PER_BRIEF]]
         if not categories:
             categories = list(dict.fromkeys((p.category, p.category_name) for p in products))
     brand = aigc_settings.BRAND
@@ -497,15 +493,7 @@ def rerender_variant(variant_id: int) -> Variant:
         if catalog is not None and len(products) < len(keys):
             found = {item.key: item for item in catalog.items([k for k in keys if k not in by_key])}
             products = [
-                by_key.get(k)
-                or Product(
-                    k,
-                    found[k].title,
-                    found[k].category,
-                    category_name(found[k].category),
-                    found[k].price,
-                    image_url=found[k].image_url,
-                )
+                by_key.get(k) or product_from_item(found[k])
                 for k in keys
                 if k in by_key or k in found
             ]

@@ -14,7 +14,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
 from aigc_django.catalog import get_catalog
-from aigc_django.generation.service import category_name
+from aigc_django.generation.briefs import category_name
 from aigc_django.models import Profile, Segment
 from aigc_django.moderation import charts
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aigc_django.delivery.bandit import posterior_mean
-from aigc_django.generation.briefs import PLACEHOLDERS, format_price
+from aigc_django.generation.briefs import PLACEHOLDERS, category_name, format_price
 from aigc_django.generation.copymodel.tokenizer import ANY, EVERYONE
 
 APPROVED_WEIGHT = 4
@@ -72,12 +72,6 @@ class Corpus:
     @property
     def categories(self) -> list[str]:
         return sorted(self.category_names)
-
-
-def humanize(key: str) -> str:
-    """A category key as copy shows it: "running-shoes" -> "Running shoes"."""
-    words = key.replace("_", " ").replace("-", " ").strip()
-    return words[:1].upper() + words[1:]
 
 
 def read_starter(path: Path = STARTER_PATH) -> list[tuple[str, str]]:
@@ -209,11 +203,11 @@ def build_corpus(seed: int = 0, max_items: int = MAX_ITEMS) -> Corpus:
         return rng.choice([*choices, EVERYONE])
 
     masker = Masker((item.title for item in items), brand)
-    category_names = {item.category: humanize(item.category) for item in items}
+    category_names = {item.category: category_name(item.category) for item in items}
     for segment in segments:
         for entry in segment.top_categories or []:
             if entry:
-                category_names.setdefault(str(entry[0]), humanize(str(entry[0])))
+                category_names.setdefault(str(entry[0]), category_name(str(entry[0])))
     examples: list[Example] = []
     sources = {"items": len(items)}
 

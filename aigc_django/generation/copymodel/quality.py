@@ -52,13 +52,13 @@ class CatalogFacts:
     @classmethod
     def from_items(cls, items: Iterable) -> CatalogFacts:
         """From catalog items (anything with ``title``, ``price`` and ``category``)."""
-        from aigc_django.generation.copymodel.corpus import humanize
+        from aigc_django.generation.briefs import category_name
 
         prices: dict[str, float | None] = {}
         names: dict[str, str] = {}
         for item in items:
             prices[item.title.lower()] = item.price
-            names[item.category] = humanize(item.category)
+            names[item.category] = category_name(item.category)
         return cls(prices, names)
 
     @classmethod
