@@ -364,3 +364,24 @@ def test_cached_steps_give_the_full_forward_logits():
             logits, cache = model.step(ids[:, t : t + 1], cache)
             steps.append(logits)
     assert torch.allclose(torch.cat(steps, dim=1), full, atol=1e-5)
+
+
+def test_train_copy_model_task_returns_the_new_version(models_dir):
+    from aigc_django.tasks import train_copy_model as task
+
+    make_shop(per_category=4)
+    result = task.apply(kwargs={"epochs": 1}).get()
+    artifact = ModelArtifact.objects.get(kind="copy", active=True)
+    assert result == {"version": artifact.version, "metrics": artifact.metrics}
+
+
+def test_task_routes_send_generation_and_training_to_the_gpu_queue():
+    from aigc_django.tasks import beat_schedule, task_routes
+
+    routes = task_routes()
+    assert routes["aigc_django.generate_variants"] == {"queue": "aigc_gpu"}
+    assert routes["aigc_django.train_copy_model"] == {"queue": "aigc_gpu"}
+    assert routes["aigc_django.*"] == {"queue": "aigc"}
+    assert task_routes("cpu", "gpu")["aigc_django.generate_variants"] == {"queue": "gpu"}
+    entry = beat_schedule(queue="q")["aigc-plan-generation"]
+    assert entry["task"] == "aigc_django.plan_generation" and entry["options"] == {"queue": "q"}
