@@ -1,24 +1,58 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from aigc_django.generation.copymodel.train import DEFAULT_EPOCHS, train_copy_model
+from aigc_django.models import ModelArtifact
+
+
+def _train_copy(
+    *, epochs: int | None, device: str | None, seed: int, progress: Callable[[int, int], None]
+) -> tuple[ModelArtifact, list[str]]:
+    from aigc_django.generation.copymodel.train import train_copy_model
+
+    kwargs = {"epochs": epochs} if epochs else {}
+    artifact = train_copy_model(progress=progress, device=device, seed=seed, **kwargs)
+    m = artifact.metrics
+    return artifact, [
+        f"Trained copy model v{artifact.version} in {m['seconds']:.1f}s on {m['device']}: "
+        f"{m['examples']} examples, vocabulary {m['vocab']}, {m['parameters']:,} parameters, "
+        f"{m['epochs']} epochs.",
+        f"Train loss {m['train_loss']}, held-out loss {m['heldout_loss']}, "
+        f"held-out perplexity {m['heldout_perplexity']}.",
+    ]
+
+
+# What `aigc_train <model>` can train: a function taking epochs (None: the model's default),
+# device, seed and a progress callback, returning the new active artifact and report lines.
+TRAINERS: dict[str, Callable[..., tuple[ModelArtifact, list[str]]]] = {
+    "copy": _train_copy,
+}
 
 
 class Command(BaseCommand):
     help = (
-        "Train the builtin copy model on the shop's own text (product titles and "
-        "descriptions, category names, slot briefs, approved copy) and make it the active "
-        "copy model: a new versioned ModelArtifact under AIGC['MODEL_DIR']/copy/."
+        "Train one of the app's builtin models on the shop's own data and make it the active "
+        "one: a new versioned ModelArtifact under AIGC['MODEL_DIR']/<model>/. 'copy' (the "
+        "default) is the copy model, trained on product titles and descriptions, category "
+        "names, slot briefs and approved copy."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
+            "model",
+            nargs="?",
+            default="copy",
+            choices=sorted(TRAINERS),
+            help="Which model to train (default: copy).",
+        )
+        parser.add_argument(
             "--epochs",
             type=int,
-            default=DEFAULT_EPOCHS,
-            help=f"Passes over the corpus (default {DEFAULT_EPOCHS}).",
+            default=None,
+            help="Passes over the training data (default: the model's own default).",
         )
         parser.add_argument(
             "--device",
@@ -29,28 +63,29 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
 
     def handle(
-        self, *args, epochs: int, device: str | None, seed: int, no_progress: bool, **options
+        self,
+        *args,
+        model: str,
+        epochs: int | None,
+        device: str | None,
+        seed: int,
+        no_progress: bool,
+        **options,
     ) -> None:
-        if epochs < 1:
+        if epochs is not None and epochs < 1:
             raise CommandError("--epochs must be at least 1.")
-        bar = tqdm(desc="training", unit="step", disable=no_progress, file=self.stderr)
+        bar = tqdm(desc=f"training {model}", unit="step", disable=no_progress, file=self.stderr)
 
         def progress(step: int, total: int) -> None:
             bar.total = total
             bar.update(step - bar.n)
 
         try:
-            artifact = train_copy_model(epochs=epochs, progress=progress, device=device, seed=seed)
+            artifact, report = TRAINERS[model](
+                epochs=epochs, device=device, seed=seed, progress=progress
+            )
         finally:
             bar.close()
-        m = artifact.metrics
-        self.stdout.write(
-            f"Trained copy model v{artifact.version} in {m['seconds']:.1f}s on {m['device']}: "
-            f"{m['examples']} examples, vocabulary {m['vocab']}, {m['parameters']:,} parameters, "
-            f"{m['epochs']} epochs."
-        )
-        self.stdout.write(
-            f"Train loss {m['train_loss']}, held-out loss {m['heldout_loss']}, "
-            f"held-out perplexity {m['heldout_perplexity']}."
-        )
-        self.stdout.write(f"Saved to {artifact.path} (now the active copy model).")
+        for line in report:
+            self.stdout.write(line)
+        self.stdout.write(f"Saved to {artifact.path} (now the active {model} model).")
