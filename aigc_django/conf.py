@@ -178,6 +178,20 @@ DEFAULTS: dict[str, Any] = {
         # Sizes used when a banner slot names none.
         "DEFAULT_SIZES": [[1200, 628]],
     },
+    # The learned layout model (aigc_train layout); see docs/banners.md.
+    "LAYOUT": {
+        # Banners use the active layout model when there is one (False: fixed layouts only).
+        "ENABLED": True,
+        # Layouts sampled per banner; the first one that repairs is used, else the fixed one.
+        "CANDIDATES": 8,
+        # Layouts the composer makes for training (varied sizes, copy and products); 0 trains
+        # on the layouts of approved and clicked variants only.
+        "SYNTHETIC": 1500,
+        # Training stops with an error below this many layouts (the previous model stays).
+        "MIN_LAYOUTS": 200,
+        # Passes over the training layouts.
+        "EPOCHS": 40,
+    },
     "MODERATION": {
         # Off (None) by default: every variant waits for an editor. "safe" approves variants
         # whose safety report has no flag; or a dotted path to ``f(variant) -> bool`` (or the
