@@ -236,3 +236,36 @@ def machine() -> str:
         f"nproc={nproc}, Python {platform.python_version()}, PostgreSQL {pg} on 127.0.0.1 "
         f"(synchronous_commit={sync}, shared_buffers={shared})"
     )
+
+
+# ------------------------------------------------------------------- servers on loopback
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop_process_group(proc: subprocess.Popen | None, timeout: float = 15.0) -> None:
+    """SIGTERM the process group that ``proc`` leads (started with
+    ``start_new_session=True``), wait up to ``timeout`` seconds, then SIGKILL what is left."""
+    import signal
+
+    if proc is None:
+        return
+    try:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        # Children that outlived their parent (gunicorn workers, Celery pool processes).
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
