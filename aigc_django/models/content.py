@@ -110,6 +110,15 @@ class Variant(models.Model):
     image = models.ImageField(_("image"), upload_to="aigc/variants/", blank=True)
     renditions = models.JSONField(_("renditions"), default=dict, blank=True)
     alt_text = models.CharField(_("alt text"), max_length=250, blank=True, default="")
+    layout = models.JSONField(
+        _("layout"),
+        default=dict,
+        blank=True,
+        help_text=_(
+            "Where each element went on each size of the banner, and whether the layout "
+            "model or the fixed layouts placed it; the layout model learns from these."
+        ),
+    )
     status = models.CharField(
         _("status"), max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True
     )
