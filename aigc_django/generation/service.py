@@ -19,7 +19,8 @@ import colorsys
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.core.files.base import ContentFile
@@ -33,6 +34,7 @@ from aigc_django.catalog import CatalogItem, get_catalog
 from aigc_django.conf import aigc_settings
 from aigc_django.generation.backends import copy_backend, image_backend
 from aigc_django.generation.backends.base import (
+    Backend,
     CopyDraft,
     GeneratedImage,
     TransientBackendError,
@@ -326,7 +328,10 @@ def make_batch(
     spec = job.spec or {}
     briefs = [brief.with_seed(variant_seed(job, p)) for p in positions]
     start = time.perf_counter()
-    drafts = copy_backend(spec.get("copy_backend", "default")).generate(briefs)
+    alias = spec.get("copy_backend", "default")
+    writer = copy_backend(alias)
+    with _loading(writer, "copy", alias):
+        drafts = writer.generate(briefs)
     timings["copy"] = timings.get("copy", 0.0) + time.perf_counter() - start
     backgrounds: list[GeneratedImage | None] = [None] * len(briefs)
     sizes = slot_sizes(job.slot)
@@ -334,9 +339,10 @@ def make_batch(
         # One background per variant at the slot's largest size, cropped for the others.
         largest = max(sizes, key=lambda s: s[0] * s[1])
         start = time.perf_counter()
-        backgrounds = list(
-            image_backend(spec.get("image_backend", "default")).generate(briefs, largest)
-        )
+        alias = spec.get("image_backend", "default")
+        painter = image_backend(alias)
+        with _loading(painter, "image", alias):
+            backgrounds = list(painter.generate(briefs, largest))
         timings["image"] = timings.get("image", 0.0) + time.perf_counter() - start
     return [
         Made(position, b, draft, background)
@@ -344,6 +350,25 @@ def make_batch(
             positions, briefs, drafts, backgrounds, strict=True
         )
     ]
+
+
+@contextmanager
+def _loading(backend: Backend, kind: str, alias: str) -> Iterator[None]:
+    """Turn a failure to load a backend's model (a missing or corrupt model directory, a
+    missing extra) into :class:`JobFailed` naming the backend, for the job's error. Errors
+    once the model is loaded, out-of-memory and transient errors pass unchanged (they are
+    halved, retried or reported as they are)."""
+    try:
+        yield
+    except (TransientBackendError, JobFailed):
+        raise
+    except Exception as exc:
+        if getattr(backend, "_loaded", True) or is_out_of_memory(exc):
+            raise
+        raise JobFailed(
+            f"the {kind} backend {alias!r} ({backend.name or type(backend).__name__}) "
+            f"could not load its model: {exc}"
+        ) from exc
 
 
 def featured_products(brief: Brief, draft: CopyDraft) -> list[Product]:
