@@ -19,6 +19,13 @@
 
 ``compose_many`` composes and encodes a batch over a pool of processes, with cached fonts,
 layouts and resized product images: the fast path for a generation job.
+
+Learned layouts: when a layout model is active (``aigc_train layout``, see
+:mod:`aigc_django.generation.layouts`), ``choose_layout`` samples a few layouts from it for
+the banner's size, content and segment (seeded by those, so the same banner always gets the
+same layout), repairs each to the constraints above and takes the first that passes; the
+fixed layout of ``plan`` is used when there is no model, the model cannot be loaded, or no
+sample passes. The report says which (``layout_source``: "vae" or "fixed").
 """
 
 from __future__ import annotations
@@ -677,6 +684,124 @@ def _indices(boxes: dict[str, Box]) -> dict[str, int]:
     return {name: int(name.split("_")[1]) for name in boxes if name.startswith("product_")}
 
 
+@dataclass(frozen=True)
+class LayoutProposals:
+    """Layouts sampled for one banner by the layout model (normalized boxes), for
+    ``compose_banner`` to repair; ``compose_many`` samples a whole batch at once."""
+
+    model: int
+    seed: int
+    boxes: tuple[dict, ...]
+
+
+@dataclass
+class LayoutChoice:
+    """The layout a banner uses and where it came from."""
+
+    layout: Layout
+    source: str
+    model: int | None = None
+    seed: int | None = None
+    content: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+
+def _condition(size, copy: dict[str, str], products: int, logo: bool, segment: str | None):
+    from aigc_django.generation.layouts.encoding import Condition
+
+    return Condition.of(size, copy, products, logo, segment)
+
+
+def propose_layouts(
+    items: list[tuple[tuple[int, int], dict[str, str], int, bool, str | None, int | None]],
+) -> list[LayoutProposals | None]:
+    """Sample layouts for many banners in one model call: (size, copy, number of products,
+    has logo, segment key, seed or None) each. ``None`` entries when no model is active."""
+    from aigc_django.generation.layouts import runtime
+
+    sampler = runtime.active_sampler() if items else None
+    if sampler is None:
+        return [None] * len(items)
+    try:
+        conditions, seeds = [], []
+        for size, copy, products, logo, segment, seed in items:
+            condition = _condition(size, copy, products, logo, segment)
+            conditions.append(condition)
+            seeds.append(runtime.banner_seed(condition, copy) if seed is None else int(seed))
+        sampled = sampler.propose(conditions, seeds, _candidates())
+    except Exception:  # a model that misbehaves never stops a banner
+        logger.exception("The layout model v%s failed to sample", sampler.version)
+        return [None] * len(items)
+    return [
+        LayoutProposals(sampler.version, seed, tuple(found))
+        for seed, found in zip(seeds, sampled, strict=True)
+    ]
+
+
+def _candidates() -> int:
+    from aigc_django.conf import DEFAULTS, aigc_settings
+
+    try:
+        return int(aigc_settings.LAYOUT["CANDIDATES"])
+    except Exception:
+        return int(DEFAULTS["LAYOUT"]["CANDIDATES"])
+
+
+def choose_layout(
+    size: tuple[int, int],
+    copy: tuple[tuple[str, str], ...],
+    product_sizes: tuple[tuple[int, int], ...],
+    logo_size: tuple[int, int] | None,
+    fonts: tuple[str | None, str | None],
+    segment: str | None = None,
+    seed: int | None = None,
+    proposals: LayoutProposals | None = None,
+    use_model: bool = True,
+) -> LayoutChoice:
+    """The layout of a banner: a repaired sample of the active layout model when there is
+    one and a sample passes, else the fixed layout of :func:`plan`.
+
+    ``proposals`` are samples made beforehand (``propose_layouts``); without them and with
+    ``use_model`` the active model (if any) is asked here.
+    """
+    reference = plan(size, copy, product_sizes, logo_size, fonts)
+    texts = dict(copy)
+    products = min(MAX_PRODUCTS, len(product_sizes))
+    content = _condition(size, texts, products, logo_size is not None, segment).as_dict()
+    if not reference.boxes:
+        return LayoutChoice(reference, "fixed", content=content)
+    if proposals is None and use_model:
+        proposals = propose_layouts(
+            [(size, texts, products, logo_size is not None, segment, seed)]
+        )[0]
+    if proposals is None:
+        from aigc_django.generation.layouts import runtime
+
+        errors = runtime.status()["errors"] if use_model else {}
+        note = "the layout model cannot be loaded" if errors else ""
+        return LayoutChoice(reference, "fixed", content=content, note=note)
+    from aigc_django.generation.layouts.repair import repair
+
+    for boxes in proposals.boxes:
+        try:
+            layout = repair(
+                boxes, size, texts, list(product_sizes[:MAX_PRODUCTS]), logo_size, fonts, reference
+            )
+        except Exception:  # a bad sample is only a rejected sample
+            logger.exception("Repairing a sampled layout failed")
+            layout = None
+        if layout is not None:
+            return LayoutChoice(layout, "vae", proposals.model, proposals.seed, content)
+    return LayoutChoice(
+        reference,
+        "fixed",
+        proposals.model,
+        proposals.seed,
+        content,
+        note="no sampled layout could be repaired",
+    )
+
+
 # ---------------------------------------------------------------------------------------
 # Rendering
 
@@ -691,6 +816,8 @@ class Banner:
     # The banner before any text was drawn (background, scrim, products, logo, button);
     # kept only when asked for, to let tests measure contrast on the real pixels.
     backdrop: Image.Image | None = None
+    # Where the layout came from and what it held (Variant.layout stores it per size).
+    record: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -747,8 +874,18 @@ def compose_banner(
     style: BrandStyle,
     keep_backdrop: bool = False,
     _resized: _ResizeCache | None = None,
+    *,
+    segment: str | None = None,
+    seed: int | None = None,
+    proposals: LayoutProposals | None = None,
+    use_model: bool = True,
 ) -> Banner:
-    """Compose one banner of ``size`` (width, height); see the module docstring."""
+    """Compose one banner of ``size`` (width, height); see the module docstring.
+
+    ``segment`` (a segment key) and ``seed`` condition the layout model's samples (the seed
+    defaults to one derived from the size, copy and segment); ``use_model=False`` keeps the
+    fixed layouts.
+    """
     size = (int(size[0]), int(size[1]))
     products = [p for p in products if p is not None][:MAX_PRODUCTS]
     fonts = (style.font, style.bold_font)
@@ -756,13 +893,18 @@ def compose_banner(
         (name, str(copy.get(name) or "")) for name in TEXT_FIELDS if (copy.get(name) or "")
     )
     logo = style.logo
-    layout = plan(
+    choice = choose_layout(
         size,
         copy_key,
         tuple(p.size for p in products),
         logo.size if logo is not None else None,
         fonts,
+        segment=segment,
+        seed=seed,
+        proposals=proposals,
+        use_model=use_model,
     )
+    layout = choice.layout
     canvas = _cover(background, size)
     pixels = np.asarray(canvas)
     colours: dict[str, tuple[int, int, int]] = {}
@@ -814,8 +956,20 @@ def compose_banner(
         "font_sizes": {name: block.size for name, block in layout.blocks.items()},
         "dropped": list(layout.dropped),
         "truncated": list(layout.truncated),
+        "layout_source": choice.source,
+        "layout_model": choice.model if choice.source == "vae" else None,
     }
-    return Banner(canvas, boxes, report, backdrop)
+    if choice.note:
+        report["layout_note"] = choice.note
+    record = {
+        "size": [size[0], size[1]],
+        "boxes": {name: list(box) for name, box in boxes.items()},
+        "source": choice.source,
+        "model": choice.model if choice.source == "vae" else None,
+        "seed": choice.seed,
+        "content": choice.content,
+    }
+    return Banner(canvas, boxes, report, backdrop, record)
 
 
 def _floor2(value: float) -> float:
@@ -983,6 +1137,11 @@ class BannerJob:
     copy: dict[str, str]
     products: list[Image.Image] = field(default_factory=list)
     style: BrandStyle | None = None
+    # The segment key the layout model is conditioned on (None: unknown).
+    segment: str | None = None
+    seed: int | None = None
+    # Filled by compose_many (sampled in the parent process, repaired in the workers).
+    proposals: LayoutProposals | None = None
 
 
 @dataclass
@@ -994,6 +1153,7 @@ class ComposedBanner:
     report: dict[str, Any]
     alt: str
     renditions: list[Rendition]
+    record: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -1038,6 +1198,10 @@ def _compose_encode(
         job.products,
         job.style or style or BrandStyle(),
         _resized=cache,
+        segment=job.segment,
+        seed=job.seed,
+        proposals=job.proposals,
+        use_model=False,
     )
     files = renditions(
         banner.image,
@@ -1047,7 +1211,9 @@ def _compose_encode(
         options.quality,
         options.method,
     )
-    return ComposedBanner(banner.image.size, banner.boxes, banner.report, alt_text(job.copy), files)
+    return ComposedBanner(
+        banner.image.size, banner.boxes, banner.report, alt_text(job.copy), files, banner.record
+    )
 
 
 def _can_fork() -> bool:
@@ -1097,6 +1263,7 @@ def compose_many(
         method,
     )
     style = None if all(job.style for job in jobs) else _default_style()
+    jobs = _with_proposals(jobs, style)
     if workers is None:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
     workers = max(1, min(int(workers), len(jobs)))
@@ -1120,6 +1287,24 @@ def compose_many(
     finally:
         _JOBS, _STYLE = [], None
     return [banner for chunk in results for banner in chunk]
+
+
+def _with_proposals(jobs: list[BannerJob], style: BrandStyle | None) -> list[BannerJob]:
+    """The jobs with layouts sampled for all of them in one model call (in this process:
+    the workers never touch torch or the database)."""
+    from dataclasses import replace
+
+    items = []
+    for job in jobs:
+        logo = (job.style or style or BrandStyle()).logo
+        products = len([p for p in job.products if p is not None][:MAX_PRODUCTS])
+        copy = {n: str(job.copy.get(n) or "") for n in TEXT_FIELDS if job.copy.get(n)}
+        items.append((tuple(job.size), copy, products, logo is not None, job.segment, job.seed))
+    proposals = propose_layouts(items)
+    return [
+        job if found is None or job.proposals is not None else replace(job, proposals=found)
+        for job, found in zip(jobs, proposals, strict=True)
+    ]
 
 
 def _generation_settings() -> dict[str, Any]:
