@@ -387,6 +387,8 @@ class Rendered:
     image_name: str
     alt_text: str
     layout_flags: list[dict]
+    # Per size label: where each element went (compose.Banner.record), for Variant.layout.
+    layouts: dict[str, dict] | None = None
 
 
 def render_banners(
@@ -395,6 +397,7 @@ def render_banners(
     fields: dict[str, str],
     background: Image.Image,
     products: list[Product],
+    segment: str | None = None,
 ) -> Rendered:
     """Compose and save the banners of ``fields`` on ``background`` at each of the slot's sizes."""
     from aigc_django.generation import compose, images
@@ -404,11 +407,15 @@ def render_banners(
     options = aigc_settings.GENERATION
     renditions: dict[str, dict] = {}
     layout_flags: list[dict] = []
+    layouts: dict[str, dict] = {}
     image_name = ""
     for index, size in enumerate(slot_sizes(slot)):
         fitted = ImageOps.fit(background, size, Image.Resampling.BICUBIC)
-        banner = compose.compose_banner(fitted, size, fields, product_images, style)
+        banner = compose.compose_banner(
+            fitted, size, fields, product_images, style, segment=segment
+        )
         label = f"{size[0]}x{size[1]}"
+        layouts[label] = banner.record
         if not banner.ok:
             layout_flags.append({"size": label, **banner.report})
         files = []
@@ -435,7 +442,7 @@ def render_banners(
         }
         if index == 0:
             image_name = files[0]["name"]
-    return Rendered(renditions, image_name, compose.alt_text(fields)[:250], layout_flags)
+    return Rendered(renditions, image_name, compose.alt_text(fields)[:250], layout_flags, layouts)
 
 
 def safety_report(fields: dict[str, str], brief: Brief, layout_flags: list[dict]) -> dict:
@@ -461,7 +468,9 @@ def store_variant(job: GenerationJob, made: Made, timings: dict[str, float]) -> 
         folder = f"aigc/variants/job-{job.pk}/{made.position}"
         # Kept so that an editor's change of copy can be drawn again on the same background.
         background_name = save_file(f"{folder}/background.png", _png(made.background.image))
-        rendered = render_banners(slot, folder, made.draft.fields, made.background.image, products)
+        rendered = render_banners(
+            slot, folder, made.draft.fields, made.background.image, products, job.segment.key
+        )
         timings["compose"] = timings.get("compose", 0.0) + time.perf_counter() - start
     provenance = {
         "copy": made.draft.provenance.as_dict(),
@@ -482,6 +491,7 @@ def store_variant(job: GenerationJob, made: Made, timings: dict[str, float]) -> 
                 copy=made.draft.fields,
                 image=rendered.image_name,
                 renditions=rendered.renditions,
+                layout=rendered.layouts or {},
                 alt_text=rendered.alt_text,
                 safety=safety_report(made.draft.fields, made.brief, rendered.layout_flags),
                 provenance=provenance,
@@ -523,13 +533,16 @@ def rerender_variant(variant_id: int) -> Variant:
                 if k in by_key or k in found
             ]
         folder = f"aigc/variants/variant-{variant.pk}/edit-{time.time_ns()}"
-        rendered = render_banners(variant.slot, folder, variant.copy, background, products)
+        rendered = render_banners(
+            variant.slot, folder, variant.copy, background, products, variant.segment.key
+        )
     old_files = [
         f["name"] for entry in (variant.renditions or {}).values() for f in entry.get("files", [])
     ]
     updated = Variant.objects.filter(pk=variant.pk, copy=variant.copy).update(
         image=rendered.image_name,
         renditions=rendered.renditions,
+        **({"layout": rendered.layouts} if rendered.layouts is not None else {}),
         alt_text=rendered.alt_text,
         safety=safety_report(variant.copy, brief, rendered.layout_flags),
     )
