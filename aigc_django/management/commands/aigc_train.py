@@ -25,10 +25,51 @@ def _train_copy(
     ]
 
 
+def _train_layout(
+    *, epochs: int | None, device: str | None, seed: int, progress: Callable[[int, int], None]
+) -> tuple[ModelArtifact, list[str]]:
+    from aigc_django.generation.layouts.train import TooFewLayouts, train_layout_model
+
+    try:
+        artifact = train_layout_model(epochs=epochs, device=device, seed=seed, progress=progress)
+    except TooFewLayouts as exc:
+        raise CommandError(str(exc)) from exc
+    m = artifact.metrics
+    return artifact, [
+        f"Trained layout model v{artifact.version} in {m['seconds']:.1f}s on {m['device']}: "
+        f"{m['layouts']} layouts ({m['composer_layouts']} from the composer, "
+        f"{m['variant_layouts']} from {m['variant_banners']} approved or clicked variants), "
+        f"{m['parameters']:,} parameters, {m['epochs']} epochs, {m['samples_per_s']} layouts/s.",
+        f"Reconstruction error {m['train_recon']} (held-out {m['heldout_recon']}), "
+        f"KL {m['train_kl']} (held-out {m['heldout_kl']}).",
+    ]
+
+
+def _train_gan(
+    *, epochs: int | None, device: str | None, seed: int, progress: Callable[[int, int], None]
+) -> tuple[ModelArtifact, list[str]]:
+    from aigc_django.generation.gan.data import TooFewImages
+    from aigc_django.generation.gan.train import train_gan_model
+
+    try:
+        artifact = train_gan_model(epochs=epochs, device=device, seed=seed, progress=progress)
+    except TooFewImages as exc:
+        raise CommandError(str(exc)) from exc
+    m = artifact.metrics
+    return artifact, [
+        f"Trained image GAN v{artifact.version} in {m['seconds']:.1f}s on {m['device']}: "
+        f"{m['images']} images {m['sources']}, {len(m['categories'])} categories, "
+        f"{m['parameters']:,} generator parameters, {m['steps']} steps "
+        f"({m['images_per_second']} images/s).",
+        f"Final losses: discriminator {m['d_loss']}, generator {m['g_loss']}.",
+    ]
+
+
 # What `aigc_train <model>` can train: a function taking epochs (None: the model's default),
 # device, seed and a progress callback, returning the new active artifact and report lines.
 TRAINERS: dict[str, Callable[..., tuple[ModelArtifact, list[str]]]] = {
     "copy": _train_copy,
+    "layout": _train_layout,
 }
 
 
@@ -37,7 +78,8 @@ class Command(BaseCommand):
         "Train one of the app's builtin models on the shop's own data and make it the active "
         "one: a new versioned ModelArtifact under AIGC['MODEL_DIR']/<model>/. 'copy' (the "
         "default) is the copy model, trained on product titles and descriptions, category "
-        "names, slot briefs and approved copy."
+        "names, slot briefs and approved copy; 'layout' is the banner layout model, trained on "
+        "the composer's layouts and those of approved and clicked variants."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
