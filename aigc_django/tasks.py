@@ -129,6 +129,30 @@ def train_layout_model(self, epochs: int | None = None) -> dict:
     return {"version": artifact.version, "metrics": artifact.metrics}
 
 
+@shared_task(bind=True, name="aigc_django.train_gan_model", acks_late=True, ignore_result=True)
+def train_gan_model(self, epochs: int | None = None) -> dict:
+    """Train the image GAN on the shop's images; a new active ``ModelArtifact(kind="gan")``.
+
+    Too few images to train on raises ``TooFewImages`` and changes nothing."""
+    import logging
+
+    from celery.backends.base import DisabledBackend
+
+    from aigc_django.generation.gan.train import train_gan_model as train
+
+    logger = logging.getLogger("aigc_django.generation")
+    reports = not isinstance(self.backend, DisabledBackend) and not self.request.is_eager
+
+    def progress(step: int, total: int) -> None:
+        if reports:  # visible through AsyncResult(task_id).info with a result backend
+            self.update_state(state="PROGRESS", meta={"step": step, "total": total})
+        if total and step % max(1, total // 10) == 0:
+            logger.info("Training the image GAN: step %s of %s", step, total)
+
+    artifact = train(epochs=epochs, progress=progress)
+    return {"version": artifact.version, "metrics": artifact.metrics}
+
+
 def beat_schedule(queue: str = "aigc", flush_every: float = 10.0) -> dict:
     """Entries for ``CELERY_BEAT_SCHEDULE``, e.g. ``CELERY_BEAT_SCHEDULE = {**beat_schedule()}``.
 
@@ -181,6 +205,7 @@ def task_routes(queue: str = "aigc", gpu_queue: str = "aigc_gpu") -> dict:
         "aigc_django.generate_variants": {"queue": gpu_queue},
         "aigc_django.train_copy_model": {"queue": gpu_queue},
         "aigc_django.train_layout_model": {"queue": gpu_queue},
+        "aigc_django.train_gan_model": {"queue": gpu_queue},
         "aigc_django.*": {"queue": queue},
     }
 

@@ -70,6 +70,7 @@ def _train_gan(
 TRAINERS: dict[str, Callable[..., tuple[ModelArtifact, list[str]]]] = {
     "copy": _train_copy,
     "layout": _train_layout,
+    "gan": _train_gan,
 }
 
 
@@ -79,7 +80,9 @@ class Command(BaseCommand):
         "one: a new versioned ModelArtifact under AIGC['MODEL_DIR']/<model>/. 'copy' (the "
         "default) is the copy model, trained on product titles and descriptions, category "
         "names, slot briefs and approved copy; 'layout' is the banner layout model, trained on "
-        "the composer's layouts and those of approved and clicked variants."
+        "the composer's layouts and those of approved and clicked variants; 'gan' is the image "
+        "GAN (the gan image backend), trained on the catalog's product images and approved "
+        "banner backgrounds (at least 16 images; --epochs counts passes over them)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
