@@ -172,8 +172,8 @@ def train_gan_model(
         g_opt.step()
         # A short warm-up so the average is not dominated by the random first weights.
         update_ema(ema, generator, min(EMA_DECAY, (1 + step) / (10 + step)))
-        d_losses.append(float(d_loss))
-        g_losses.append(float(g_loss))
+        d_losses.append(float(d_loss.detach()))
+        g_losses.append(float(g_loss.detach()))
         if not (math.isfinite(d_losses[-1]) and math.isfinite(g_losses[-1])):
             raise FloatingPointError(
                 f"GAN training diverged at step {step} (loss {d_losses[-1]}, {g_losses[-1]}); "
