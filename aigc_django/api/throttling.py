@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 
 from rest_framework.throttling import SimpleRateThrottle
 
 from aigc_django.conf import aigc_settings
 from aigc_django.tracking.visitors import read_visitor_cookie
+
+logger = logging.getLogger("aigc_django.api")
 
 
 def _hashed(value: str) -> str:
@@ -26,7 +29,12 @@ class IngestRateThrottle(SimpleRateThrottle):
         # The rate is read per request so that settings changes apply at once.
         self.rate = self.get_rate()
         self.num_requests, self.duration = self.parse_rate(self.rate)
-        return super().allow_request(request, view)
+        try:
+            return super().allow_request(request, view)
+        except Exception as exc:
+            # The cache is down: the events are let in (and stored), not refused with a 500.
+            logger.warning("Cache unreachable (%s); %s not throttled meanwhile.", exc, self.scope)
+            return True
 
     def get_cache_key(self, request, view) -> str:
         token = getattr(request, "aigc_token", None)
