@@ -13,6 +13,13 @@ Keys, for version ``v``:
 * ``aigc:delivery:v:slots``: the keys of every slot, so that a template naming a slot that
   does not exist queries the database at most once per version, not on every render.
 
+Outages never fail a page. While the cache is unreachable, entries are read from the
+database on every request (slower, still correct) and this process bumps the version once
+the cache answers again, since decisions made meanwhile could not. While the database is
+unreachable, cached entries are served as usual; a slot whose entry is not cached shows its
+fallback content as last read (kept in the process and, without expiry, in the cache under
+``aigc:delivery:last-slots``), never a variant that may have been rejected since.
+
 A miss fills every slot at once with one query (slots left-joined to their approved
 variants), so a page with several slots makes one query on a cold cache, not one per slot.
 Storage URLs of the banner files are computed at fill time.
@@ -26,6 +33,7 @@ from typing import Any
 
 from django.core.cache import cache
 from django.core.files.storage import default_storage
+from django.db import Error as DatabaseError
 from django.db.models import FilteredRelation, Q
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
@@ -41,15 +49,48 @@ VERSION_KEY = "aigc:delivery:version"
 EVERYONE = "everyone"
 ANY_SEGMENT = "*"
 MISSING: dict[str, Any] = {"missing": True}
+# The version while the cache is unreachable: entries come from the database, uncached.
+UNCACHED = 0
 
 
 def version() -> int:
-    """The current version of the delivery cache."""
-    found = cache.get(VERSION_KEY)
-    if found is None:
-        cache.add(VERSION_KEY, _fresh_version(), timeout=None)
-        found = cache.get(VERSION_KEY, 1)
+    """The current version of the delivery cache; :data:`UNCACHED` while it is unreachable."""
+    try:
+        found = cache.get(VERSION_KEY)
+        if found is None:
+            cache.add(VERSION_KEY, _fresh_version(), timeout=None)
+            found = cache.get(VERSION_KEY, 1)
+    except Exception as exc:
+        cache_down(exc)
+        return UNCACHED
+    if _outage["seen"]:
+        # Back after an outage: decisions made meanwhile could not bump the version, so
+        # this process bumps it once (entries cached before the outage are dropped).
+        _outage["seen"] = False
+        bump_version()
+        try:
+            found = cache.get(VERSION_KEY, found)
+        except Exception as exc:
+            cache_down(exc)
+            return UNCACHED
     return int(found)
+
+
+def saw_outage() -> bool:
+    """Whether this process saw the cache fail and has not bumped the version since (the
+    next :func:`version` call does)."""
+    return _outage["seen"]
+
+
+def cache_down(exc: BaseException) -> None:
+    """Note that the cache is unreachable (logged); this process bumps the version once it
+    is back."""
+    _outage["seen"] = True
+    logger.warning("Cache unreachable (%s); delivery reads the database meanwhile.", exc)
+
+
+# Whether this process saw the cache fail since it last read the version.
+_outage = {"seen": False}
 
 
 def _fresh_version() -> int:
@@ -66,10 +107,15 @@ def bump_version() -> None:
     a data migration, flushing counters into the database).
     """
     try:
-        cache.incr(VERSION_KEY)
-    except ValueError:
-        # Never set, or evicted.
-        cache.set(VERSION_KEY, _fresh_version(), timeout=None)
+        try:
+            cache.incr(VERSION_KEY)
+        except ValueError:
+            # Never set, or evicted.
+            cache.set(VERSION_KEY, _fresh_version(), timeout=None)
+    except Exception as exc:
+        # The cache is down: nothing cached can be read now, and this process bumps the
+        # version when the cache is back.
+        cache_down(exc)
 
 
 def slots_key(cache_version: int) -> str:
@@ -127,8 +173,10 @@ def _remember(cache_version: int, slot_key: str, segment_key: str, entry: dict) 
 
 
 def forget_local() -> None:
-    """Drop this process's copies of the entries (tests that edit the cache by hand)."""
+    """Drop this process's copies of the entries and of the slots (tests that edit the
+    cache by hand)."""
     _local.update(version=None, entries={})
+    _last_slots.clear()
 
 
 def slot_entry(slot_key: str, segment_key: str, cache_version: int | None = None) -> dict:
@@ -147,20 +195,76 @@ def slot_entry(slot_key: str, segment_key: str, cache_version: int | None = None
     if cache_version is None:
         cache_version = version()
     keys = entry_keys(cache_version, slot_key, segment_key)
-    found = cache.get_many([*keys, slots_key(cache_version)])
+    if cache_version == UNCACHED:
+        found = None
+    else:
+        try:
+            found = cache.get_many([*keys, slots_key(cache_version)])
+        except Exception as exc:
+            cache_down(exc)
+            found = None
+    if found is None:
+        # The cache is down: read the database on every request (slower, still correct).
+        try:
+            entries, _ = load(cache_version)
+        except DatabaseError as exc:
+            return database_down_entry(slot_key, exc)
+        return entries.get(keys[0]) or entries.get(keys[1]) or MISSING
     entry = pick_entry(found, cache_version, slot_key, segment_key)
     if entry is None:
         known = found.get(slots_key(cache_version))
         if known is not None and slot_key not in known:
             entry = MISSING
         else:
-            entries = fill(cache_version)
+            try:
+                entries = fill(cache_version)
+            except DatabaseError as exc:
+                return database_down_entry(slot_key, exc)
             entry = entries.get(keys[0]) or entries.get(keys[1]) or MISSING
     return _remember(cache_version, slot_key, segment_key, entry)
 
 
+def database_down_entry(slot_key: str, exc: BaseException) -> dict[str, Any]:
+    """What a slot shows while the database is unreachable and its entry is not cached: the
+    slot's fallback content, as last read from the database (never a variant: one approved
+    then may have been rejected since). Not remembered, so the next request tries again."""
+    logger.warning("Database unreachable (%s); %r shows its fallback content.", exc, slot_key)
+    reason = f"the database is unreachable ({type(exc).__name__})"
+    slot = _last_slots.get(slot_key)
+    if slot is None:
+        try:
+            slot = (cache.get(LAST_SLOTS_KEY) or {}).get(slot_key)
+        except Exception as cache_error:
+            cache_down(cache_error)
+    if slot is None:
+        return {**MISSING, "reason": f"{reason}, and slot {slot_key!r} was never read"}
+    return {"slot": slot, "segment": ANY_SEGMENT, "variants": [], "everyone": [], "reason": reason}
+
+
+# The slots (link, fallback content) as last read from the database, for database outages:
+# kept in this process and in the cache (without expiry), refreshed by every fill.
+LAST_SLOTS_KEY = "aigc:delivery:last-slots"
+_last_slots: dict[str, dict[str, Any]] = {}
+
+
 def fill(cache_version: int) -> dict[str, dict]:
     """Load every slot and its approved variants (one query) and cache the entries."""
+    entries, slots = load(cache_version)
+    _last_slots.clear()
+    _last_slots.update(slots)
+    timeout = aigc_settings.DELIVERY["CACHE_TIMEOUT"]
+    try:
+        cache.set_many(entries, timeout)
+        cache.set(LAST_SLOTS_KEY, slots, None)
+        # Last: a reader that finds the list finds the entries it names (unless evicted).
+        cache.set(slots_key(cache_version), sorted(slots), timeout)
+    except Exception as exc:
+        cache_down(exc)
+    return entries
+
+
+def load(cache_version: int) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Every slot's entries under ``cache_version`` (one query) and the slots' dicts."""
     rows = (
         Slot.objects.annotate(
             approved=FilteredRelation(
@@ -218,11 +322,7 @@ def fill(cache_version: int) -> dict[str, dict]:
             "everyone": everyone,
             "segments_with_variants": sorted(by_segment),
         }
-    timeout = aigc_settings.DELIVERY["CACHE_TIMEOUT"]
-    cache.set_many(entries, timeout)
-    # Last: a reader that finds the list finds the entries it names (unless evicted).
-    cache.set(slots_key(cache_version), sorted(slots), timeout)
-    return entries
+    return entries, slots
 
 
 def slot_dict(row: dict[str, Any]) -> dict[str, Any]:

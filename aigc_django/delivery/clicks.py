@@ -164,7 +164,12 @@ def record_click(
     if visitor_id is None:
         return False
     counters.record_click(click.variant_id, at=at)
-    remember_click(visitor_id, click.variant_id, at=at)
+    try:
+        remember_click(visitor_id, click.variant_id, at=at)
+    except Exception:
+        # The cache is down: the click counts (in the database), the redirect works; only
+        # a purchase after it cannot be attributed to it.
+        logger.warning("Could not keep the click for conversions.", exc_info=True)
     return True
 
 

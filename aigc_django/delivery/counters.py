@@ -26,6 +26,12 @@ rest. Counts also live only as long as the cache keeps them (``KEY_TIMEOUT``, tw
 a cache that evicts keys under memory pressure loses them): use a cache that does not evict
 (Redis with ``noeviction``) when exact counts matter.
 
+When the cache is unreachable, impressions stay held in the process (see
+:func:`record_impressions`) and go with its first write after the cache is back (or, at
+exit, straight to the ``Variant`` counters); clicks and conversions, which are not counted
+during a render, go straight to the ``Variant`` counters with ``F()`` updates. Nothing is
+lost and nothing raises into a page.
+
 :func:`pending_counts` reads the not-yet-flushed counts of the last few buckets in one
 ``get_many``, so the bandit sees clicks within seconds, not after the next flush. Between a
 flusher's commit and its deletion of the keys a bucket is counted both in the database and
@@ -35,6 +41,8 @@ as pending; the bandit may see it twice for that moment, the stored counters nev
 from __future__ import annotations
 
 import atexit
+import contextlib
+import logging
 import threading
 import time
 from collections.abc import Iterable
@@ -44,6 +52,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from aigc_django.models import IngestBatch, Variant
+
+logger = logging.getLogger("aigc_django.delivery")
 
 BUCKET_SECONDS = 60
 # Buckets that pending_counts reads: the flusher leaves the current and previous minute,
@@ -93,18 +103,49 @@ def _increment(key: str, amount: int) -> bool:
         return True
 
 
-def _record(kind: str, variant_ids: Iterable[int], at: float | None) -> None:
+def _write(kind: str, counts: dict[int, int], at: float | None = None) -> dict[int, int]:
+    """Add ``counts`` to the bucket of ``at`` (now by default); return the counts the cache
+    did not take (all of them, or those after the first failure, when it is unreachable)."""
     bucket = current_bucket(at)
-    ids = [int(variant_id) for variant_id in variant_ids]
-    if not ids:
-        return
     created = False
-    for variant_id in ids:
-        created |= _increment(_counter_key(kind, bucket, variant_id), 1)
-    if created:
-        # A counter key was new: mark the minute active so the flusher finds it. Marking
-        # only then (not on every count) saves a cache call per impression.
-        cache.add(_active_key(bucket), 1, KEY_TIMEOUT)
+    pending = list(counts.items())
+    try:
+        while pending:
+            variant_id, count = pending[0]
+            created |= _increment(_counter_key(kind, bucket, variant_id), count)
+            pending.pop(0)
+        if created:
+            # A counter key was new: mark the minute active so the flusher finds it. Marking
+            # only then (not on every count) saves a cache call per impression.
+            cache.add(_active_key(bucket), 1, KEY_TIMEOUT)
+    except Exception as exc:
+        logger.warning("Cache unreachable (%s); %d counts not written to it.", exc, len(pending))
+        if created or len(pending) < len(counts):
+            # Some keys of this bucket were written: mark it (if the cache is back).
+            with contextlib.suppress(Exception):
+                cache.add(_active_key(bucket), 1, KEY_TIMEOUT)
+        return dict(pending)
+    return {}
+
+
+def _write_database(kind: str, counts: dict[int, int]) -> None:
+    """Add counts straight to the ``Variant`` counters (when the cache is down; never from
+    a render)."""
+    column = {IMPRESSION: "impressions", CLICK: "clicks", CONVERSION: "conversions"}[kind]
+    for variant_id, count in sorted(counts.items()):
+        Variant.objects.filter(pk=variant_id).update(**{column: F(column) + count})
+
+
+def _record(kind: str, variant_ids: Iterable[int], at: float | None) -> None:
+    counts: dict[int, int] = {}
+    for variant_id in variant_ids:
+        counts[int(variant_id)] = counts.get(int(variant_id), 0) + 1
+    if not counts:
+        return
+    left = _write(kind, counts, at)
+    if left:
+        # The cache is down: a click (or a replayed count) goes to the database at once.
+        _write_database(kind, left)
 
 
 def record_impressions(variant_ids: list[int], *, at: float | None = None) -> None:
@@ -119,7 +160,7 @@ def record_impressions(variant_ids: list[int], *, at: float | None = None) -> No
     from aigc_django.conf import aigc_settings
 
     hold = float(aigc_settings.DELIVERY["IMPRESSION_BATCH_SECONDS"])
-    if hold <= 0 or at is not None:
+    if at is not None:
         _record(IMPRESSION, variant_ids, at)
         return
     global _held_since
@@ -128,7 +169,7 @@ def record_impressions(variant_ids: list[int], *, at: float | None = None) -> No
     with _held_lock:
         for variant_id in variant_ids:
             _held[int(variant_id)] = _held.get(int(variant_id), 0) + 1
-        if now - _held_since >= hold:
+        if hold <= 0 or now - _held_since >= hold:
             taken = dict(_held)
             _held.clear()
             _held_since = now
@@ -136,31 +177,40 @@ def record_impressions(variant_ids: list[int], *, at: float | None = None) -> No
         _write_held(taken)
 
 
-def flush_held_impressions() -> None:
-    """Write the impressions this process still holds (at exit; tests)."""
+def flush_held_impressions(*, at_exit: bool = False) -> None:
+    """Write the impressions this process still holds (at exit; tests). At exit, what the
+    cache cannot take (it is down) goes to the ``Variant`` counters instead."""
     global _held_since
     with _held_lock:
         taken = dict(_held)
         _held.clear()
         _held_since = time.monotonic()
-    if taken:
+    if not taken:
+        return
+    if not at_exit:
         _write_held(taken)
+        return
+    left = _write(IMPRESSION, taken)
+    if left:
+        with contextlib.suppress(Exception):
+            _write_database(IMPRESSION, left)
 
 
 def _write_held(taken: dict[int, int]) -> None:
-    bucket = current_bucket()
-    created = False
-    for variant_id, count in taken.items():
-        created |= _increment(_counter_key(IMPRESSION, bucket, variant_id), count)
-    if created:
-        cache.add(_active_key(bucket), 1, KEY_TIMEOUT)
+    """Write held impressions; while the cache is down they stay held in this process and go
+    with its next write (a render never writes to the database)."""
+    left = _write(IMPRESSION, taken)
+    if left:
+        with _held_lock:
+            for variant_id, count in left.items():
+                _held[variant_id] = _held.get(variant_id, 0) + count
 
 
 # Impressions this process holds until its next write (see record_impressions).
 _held: dict[int, int] = {}
 _held_lock = threading.Lock()
 _held_since = time.monotonic()
-atexit.register(flush_held_impressions)
+atexit.register(flush_held_impressions, at_exit=True)
 
 
 def record_click(variant_id: int, *, at: float | None = None) -> None:
@@ -191,7 +241,11 @@ def pending_counts(
         for bucket in buckets
         for kind in (IMPRESSION, CLICK)
     ]
-    found = cache.get_many(keys) if keys else {}
+    try:
+        found = cache.get_many(keys) if keys else {}
+    except Exception as exc:  # the cache is down: the database's counters and what is held
+        logger.warning("Cache unreachable (%s); pending counts left out.", exc)
+        found = {}
     counts: dict[int, tuple[int, int]] = {}
     for variant_id in ids:
         impressions = sum(

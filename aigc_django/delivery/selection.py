@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.cache import cache as django_cache
+from django.db import Error as DatabaseError
 from django.http import HttpRequest
 
 from aigc_django.conf import aigc_settings
@@ -157,7 +158,7 @@ def _choose(request: Any, state: RequestState, slot_key: str, rng: random.Random
     if entry is None:
         entry = delivery_cache.slot_entry(slot_key, segment, version)
     if entry.get("missing"):
-        return Choice(slot_key, reason=f"there is no slot {slot_key!r}")
+        return Choice(slot_key, reason=entry.get("reason") or f"there is no slot {slot_key!r}")
 
     slot = entry["slot"]
     fallback = slot["fallback"]
@@ -173,7 +174,10 @@ def _choose(request: Any, state: RequestState, slot_key: str, rng: random.Random
                 f"no approved variant of {slot_key!r} for segment {segment!r}; using everyone's"
             )
     if not candidates:
-        reason = f"no approved variant of {slot_key!r} for segment {segment!r} or everyone"
+        reason = (
+            entry.get("reason")
+            or f"no approved variant of {slot_key!r} for segment {segment!r} or everyone"
+        )
         return _fallback_choice(slot_key, slot, fallback, reason)
 
     by_id = {variant["id"]: variant for variant in candidates}
@@ -192,7 +196,7 @@ def _choose(request: Any, state: RequestState, slot_key: str, rng: random.Random
                 if key == SEGMENT_ENTRY or value[1] > now
             }
             state.sticky[slot_key] = (picked, now + seconds)
-            django_cache.set(sticky_key(visitor_id), state.sticky, seconds)
+            _cache_set(sticky_key(visitor_id), state.sticky, seconds)
     return Choice(slot_key, by_id[picked], used, reason, slot=slot)
 
 
@@ -206,9 +210,20 @@ def _start(state: RequestState, visitor_id: Any) -> None:
         state.segment = EVERYONE
         return
     key = sticky_key(visitor_id)
-    found = django_cache.get_many([delivery_cache.VERSION_KEY, lookup.VERSION_KEY, key])
+    try:
+        found = django_cache.get_many([delivery_cache.VERSION_KEY, lookup.VERSION_KEY, key])
+    except Exception as exc:
+        # The cache is down: no stickiness, the segment from the database.
+        delivery_cache.cache_down(exc)
+        state.cache_version = delivery_cache.UNCACHED
+        state.sticky = {}
+        state.segment = _segment_from_database(visitor_id)
+        return
     version = found.get(delivery_cache.VERSION_KEY)
-    state.cache_version = int(version) if version is not None else delivery_cache.version()
+    if version is None or delivery_cache.saw_outage():
+        state.cache_version = delivery_cache.version()  # bumps it after an outage
+    else:
+        state.cache_version = int(version)
     sticky = found.get(key)
     state.sticky = sticky if isinstance(sticky, dict) else {}
     remembered = state.sticky.get(SEGMENT_ENTRY)
@@ -220,11 +235,45 @@ def _start(state: RequestState, visitor_id: Any) -> None:
     ):
         state.segment = remembered[0]
         return
-    state.segment = lookup.segment_key_for(visitor_id)
+    try:
+        state.segment = lookup.segment_key_for(visitor_id)
+    except DatabaseError as exc:
+        logger.warning("Database unreachable (%s); showing everyone's content.", exc)
+        state.segment = EVERYONE
+        return
+    except Exception as exc:  # the cache failed between the two calls
+        delivery_cache.cache_down(exc)
+        state.segment = _segment_from_database(visitor_id)
+        return
     seconds = int(aigc_settings.DELIVERY["STICKY_SECONDS"])
     if segments_version is not None and seconds > 0:
         state.sticky[SEGMENT_ENTRY] = (state.segment, segments_version)
-        django_cache.set(key, state.sticky, seconds)
+        _cache_set(key, state.sticky, seconds)
+
+
+def _segment_from_database(visitor_id: Any) -> str:
+    """The visitor's segment read from the database (the cache is down); "everyone" when
+    the database is down too."""
+    from aigc_django.models import Profile
+
+    try:
+        found = (
+            Profile.objects.filter(visitor_id=visitor_id, segment__active=True)
+            .values_list("segment__key", flat=True)
+            .first()
+        )
+    except DatabaseError as exc:
+        logger.warning("Database unreachable (%s); showing everyone's content.", exc)
+        return EVERYONE
+    return found or EVERYONE
+
+
+def _cache_set(key: str, value: Any, timeout: int) -> None:
+    """Write stickiness; while the cache is down, visitors simply are not sticky."""
+    try:
+        django_cache.set(key, value, timeout)
+    except Exception as exc:
+        delivery_cache.cache_down(exc)
 
 
 def _fallback_choice(slot_key: str, slot: dict, fallback: dict, reason: str) -> Choice:
