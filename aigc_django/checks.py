@@ -468,3 +468,34 @@ def check_moderation(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
             id="aigc_django.E019",
         )
     ]
+
+
+@register("aigc_django")
+def check_delivery(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """``AIGC["DELIVERY"]``: times, the client-mode switch and the preview parameter."""
+    if aigc_settings.unknown_keys() or not isinstance(aigc_settings.DELIVERY, dict):
+        return []  # reported by check_settings
+    options = aigc_settings.DELIVERY
+    problems = []
+    for name in ("STICKY_SECONDS", "CACHE_TIMEOUT", "CONVERSION_WINDOW_HOURS"):
+        value = options[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            problems.append((name, "must be a whole number of at least 1"))
+    batch = options["IMPRESSION_BATCH_SECONDS"]
+    if not _number(batch) or batch < 0:
+        problems.append(("IMPRESSION_BATCH_SECONDS", "must be a number of at least 0"))
+    if not isinstance(options["CLIENT_MODE"], bool):
+        problems.append(("CLIENT_MODE", "must be True or False"))
+    parameter = options["PREVIEW_PARAMETER"]
+    if not isinstance(parameter, str) or not re.fullmatch(r"[A-Za-z0-9_\-]+", parameter):
+        problems.append(
+            ("PREVIEW_PARAMETER", "must be a query parameter name (letters, digits, _ -)")
+        )
+    return [
+        Error(
+            f"AIGC['DELIVERY']['{name}'] is {options[name]!r}: it {message}.",
+            hint="See docs/delivery.md#settings.",
+            id="aigc_django.E030",
+        )
+        for name, message in problems
+    ]
