@@ -83,12 +83,17 @@ def _fit_text_in(
     bold: bool,
     max_lines: int,
 ) -> TextBlock | None:
-    grown = _grow(box, (0, 0), SLACK)
-    width = min(grown[2] - grown[0], area[2] - area[0])
-    height = min(grown[3] - grown[1], area[3] - area[1])
     low = max(compose.MIN_FONT_SIZE, round(reference.size * SMALLEST_TEXT))
     high = max(low, round(reference.size * LARGEST_TEXT))
-    return compose.fit_text(text, fonts, width, height, low, high, bold, max_lines)
+    # The sampled box as it is first (the text as large as fits it), then a little larger.
+    for factor in (1.0, SLACK):
+        grown = _grow(box, (0, 0), factor)
+        width = min(grown[2] - grown[0], area[2] - area[0])
+        height = min(grown[3] - grown[1], area[3] - area[1])
+        block = compose.fit_text(text, fonts, width, height, low, high, bold, max_lines)
+        if block is not None:
+            return block
+    return None
 
 
 def repair(

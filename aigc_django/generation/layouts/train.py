@@ -157,9 +157,9 @@ def train_layout_model(
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             optimizer.step()
             scheduler.step()
-            running["loss"] += float(loss)
-            running["recon"] += float(recon)
-            running["kl"] += float(kl)
+            running["loss"] += loss.item()
+            running["recon"] += recon.item()
+            running["kl"] += kl.item()
             batches += 1
             step += 1
             if progress is not None:
