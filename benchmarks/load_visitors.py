@@ -5,6 +5,9 @@ with PostgreSQL, Redis and a real Celery worker and beat.
         [--think 4] [--workers 3] [--threads 8] [--worker-class gthread] [--keep-alive 75]
         [--output PATH] [--rebuild]
 
+Run longer with ``--duration 900`` (15 minutes) or more; ``--visitors`` and ``--think`` set
+the offered load (about visitors / think requests per second).
+
 The site is the example storefront (``example_project/``) with the settings of
 ``benchmarks/load_settings.py``: PostgreSQL, ``DEBUG`` off, the visitor middleware, the
 template tags on every page (home and category pages show a personalized banner, the cart a
@@ -19,7 +22,9 @@ keep-alive ``--keep-alive`` seconds), ``celery -A storefront worker -Q aigc`` an
 ``celery -A storefront beat`` (the app's ``beat_schedule()``: events flushed every 10 s,
 counters every minute).
 
-The load generator (one asyncio process) runs ``--visitors`` simulated visitors at once,
+First a crawler (a bot's User-Agent: no event, no cookie) requests every page for
+``--warm-up`` seconds, so that gunicorn's threads hold their database connections. Then
+the load generator (one asyncio process) runs ``--visitors`` simulated visitors at once,
 each a browser with its own cookie jar and one keep-alive HTTP/1.1 connection, sending the
 ``X-Forwarded-For`` a reverse proxy would add (each visitor slot has its own address). A
 visitor lands on the home page or a category page, then browses with think time
@@ -39,7 +44,9 @@ script checks:
 * events stored = events sent: the API's accepted events plus the events the pages' own
   ``track()`` calls make (one per page view, search with a query, cart add, checkout and
   click redirect; counted from the responses), and the API's events by their tag;
-* clicks counted on the variants = click redirects followed; no event set aside.
+* clicks counted on the variants = click redirects followed; impressions counted =
+  personalized banners (``data-aigc-variant``) plus cart-nudge copies in the pages served;
+  the buffer empty, no event set aside.
 
 It prints requests per second and p50/p95/p99 latency per request type and overall. Exit
 status 0 when every check passes, 1 otherwise.
@@ -59,6 +66,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -107,6 +115,7 @@ class Stats:
     banners: int = 0  # personalized banners in the pages received
     nudges: int = 0  # personalized cart-nudge copy in the cart pages received
     visitors: int = 0  # cookie jars (distinct simulated visitors)
+    buffer_peak: int = 0  # most events seen waiting in the Redis buffer
     sessions: int = 0
 
 
@@ -605,6 +614,14 @@ def buffer_state(client) -> tuple[int, int, int]:
     )
 
 
+def sample_buffer(client, shop: Shop) -> None:
+    """Note the most events waiting in the Redis buffer, once a second during the load."""
+    while shop.deadline == 0.0 or time.monotonic() < shop.deadline:
+        with contextlib.suppress(Exception):
+            shop.stats.buffer_peak = max(shop.stats.buffer_peak, buffer_state(client)[0])
+        time.sleep(1.0)
+
+
 def totals() -> dict[str, int]:
     from django.db.models import Sum
 
@@ -790,13 +807,17 @@ def main() -> int:
             print(f"Warm-up: {args.warm_up:g} s of crawler requests ...", flush=True)
             asyncio.run(shop.warm_up(args.warm_up))
             print(f"Load: {args.visitors} visitors for {args.duration:g} s ...", flush=True)
+            cpu_started = time.process_time()
+            sampler = threading.Thread(target=sample_buffer, args=(client, shop), daemon=True)
+            sampler.start()
             seconds = asyncio.run(shop.run(args.duration))
+            generator_cpu = time.process_time() - cpu_started
             load_after = os.getloadavg()
 
             # Stop the site (its workers write the impressions they hold at exit), then let
             # the Celery worker drain the buffer on beat's schedule.
-            common.stop_process_group(procs["gunicorn"])
             drain_started = time.perf_counter()
+            common.stop_process_group(procs["gunicorn"])
             while True:
                 queued, taken, _ = buffer_state(client)
                 if not queued and not taken:
@@ -848,8 +869,9 @@ def main() -> int:
             (
                 "buffer drained, nothing set aside",
                 not queued and not taken and not dead,
-                f"{queued} queued, {taken} batches taken, {dead} set aside; "
-                f"drained in {drained:.1f} s after the load",
+                f"{queued} queued, {taken} batches taken, {dead} set aside; at most "
+                f"{stats.buffer_peak:,} events waited in Redis during the load; empty "
+                f"{drained:.1f} s after it (gunicorn stopped meanwhile)",
             ),
             (
                 "clicks counted on the variants = click redirects",
@@ -881,6 +903,10 @@ def main() -> int:
             f"categories, {approved} approved variants; run {run_id}."
         )
         say(common.machine())
+        say(
+            f"The load generator (this process) used {generator_cpu:.0f} CPU seconds "
+            f"({generator_cpu / seconds:.0%} of one core)."
+        )
         say(
             f"Load average (1, 5, 15 min) before: {', '.join(f'{x:.1f}' for x in load_before)}; "
             f"after the load: {', '.join(f'{x:.1f}' for x in load_after)}."
