@@ -499,3 +499,26 @@ def check_delivery(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         )
         for name, message in problems
     ]
+
+
+@register("aigc_django")
+def check_layout(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """``AIGC["LAYOUT"]``: the layout model's switch and its training sizes."""
+    if aigc_settings.unknown_keys() or not isinstance(aigc_settings.LAYOUT, dict):
+        return []  # reported by check_settings
+    options = aigc_settings.LAYOUT
+    problems = []
+    if not isinstance(options["ENABLED"], bool):
+        problems.append(("ENABLED", "must be True or False"))
+    for name, least in (("CANDIDATES", 1), ("MIN_LAYOUTS", 1), ("EPOCHS", 1), ("SYNTHETIC", 0)):
+        value = options[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            problems.append((name, f"must be a whole number of at least {least}"))
+    return [
+        Error(
+            f"AIGC['LAYOUT']['{name}'] is {options[name]!r}: it {message}.",
+            hint="See docs/settings.md#layout.",
+            id="aigc_django.E020",
+        )
+        for name, message in problems
+    ]

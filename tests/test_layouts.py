@@ -511,3 +511,23 @@ def test_composer_layouts_as_metric_elements():
     scores = metrics.graphic_metrics([elements])
     assert scores["validity"] == 1.0 and scores["overlap"] == 0.0
     assert scores["underlay"] == 1.0 and scores["underlay_strict"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("layout", "name"),
+    [
+        ({"ENABLED": "yes"}, "ENABLED"),
+        ({"CANDIDATES": 0}, "CANDIDATES"),
+        ({"MIN_LAYOUTS": 1.5}, "MIN_LAYOUTS"),
+        ({"EPOCHS": True}, "EPOCHS"),
+        ({"SYNTHETIC": -1}, "SYNTHETIC"),
+    ],
+)
+def test_e020_layout_settings(aigc, layout, name):
+    from aigc_django.checks import check_layout
+
+    assert check_layout() == []
+    aigc(LAYOUT=layout)
+    messages = check_layout()
+    assert [m.id for m in messages] == ["aigc_django.E020"]
+    assert f"['{name}']" in messages[0].msg
