@@ -157,7 +157,23 @@ AIGC = {
     # shop's own text) and procedural backgrounds. Generation runs in-process here, since
     # Celery is eager without a broker; on CPU, in small batches.
     "GENERATION": {"BATCH_SIZE": 4},
+    # Backgrounds: "builtin" draws procedural ones; "gan" samples the image GAN that
+    # `prepare_demo` trains on the product images (`manage.py aigc_train gan`), drawing
+    # procedural ones until a model exists. STOREFRONT_IMAGES=gan makes it the default.
+    "IMAGE_BACKENDS": {
+        "builtin": {
+            "BACKEND": "aigc_django.generation.backends.builtin_image.BuiltinImageBackend",
+        },
+        "gan": {
+            "BACKEND": "aigc_django.generation.backends.gan_image.GanImageBackend",
+            "OPTIONS": {"SMOOTHING": 1.0, "GRAIN": 0.015},
+        },
+    },
 }
+# "default" is the alias generation jobs use.
+AIGC["IMAGE_BACKENDS"]["default"] = AIGC["IMAGE_BACKENDS"][
+    "gan" if os.environ.get("STOREFRONT_IMAGES") == "gan" else "builtin"
+]
 
 # The app's periodic tasks: event flushes and the nightly retention purge.
 CELERY_BEAT_SCHEDULE = beat_schedule(queue="aigc")

@@ -9,7 +9,8 @@ from django.core.management.base import BaseCommand, CommandParser
 class Command(BaseCommand):
     help = (
         "Prepare the demo: catalog and slots, simulated shoppers, profiles and segments, "
-        "the copy model trained on this shop's text, variants for every (slot, segment) "
+        "the copy model trained on this shop's text, the image GAN trained on its product "
+        "images, variants for every (slot, segment) "
         "cell, a share of them approved by a demo editor (the rest stay pending for the "
         "admin). Safe to run again."
     )
@@ -18,26 +19,44 @@ class Command(BaseCommand):
         parser.add_argument("--visitors", type=int, default=800)
         parser.add_argument("--epochs", type=int, help="Copy-model epochs (default: its own).")
         parser.add_argument(
+            "--gan-epochs",
+            type=int,
+            default=40,
+            help="Image GAN passes over the product images (default 40: about a minute).",
+        )
+        parser.add_argument(
             "--editor-password",
             default="editor-demo",
             help='Password of the demo editor account "editor" (local demos only).',
         )
 
     def handle(
-        self, *args, visitors: int, epochs: int | None, editor_password: str, **options
+        self,
+        *args,
+        visitors: int,
+        epochs: int | None,
+        gan_epochs: int,
+        editor_password: str,
+        **options,
     ) -> None:
         steps = [
             ("catalog", "seed_catalog", [], {}),
             ("slots", "seed_slots", [], {}),
             ("shoppers and segments", "simulate_traffic", ["--visitors", str(visitors)], {}),
             ("copy model", "aigc_train", ["--epochs", str(epochs)] if epochs else [], {}),
+            # A short budget (about a minute on two CPU cores): enough for soft backgrounds in
+            # the catalog's colours; `manage.py aigc_train gan` trains longer.
+            ("image GAN", "aigc_train", ["gan", "--epochs", str(gan_epochs)], {}),
             ("variants", "aigc_generate", [], {}),
         ]
         done_already = self.done_already()
         for number, (title, command, arguments, kwargs) in enumerate(steps, 1):
             self.stdout.write(self.style.MIGRATE_HEADING(f"{number}/{len(steps)} {title}"))
-            if command in done_already:
-                self.stdout.write(done_already[command])
+            # Steps are known by their command and its model argument ("aigc_train gan").
+            named = arguments[:1] if arguments and not arguments[0].startswith("-") else []
+            skip = done_already.get(" ".join([command, *named]))
+            if skip:
+                self.stdout.write(skip)
                 continue
             call_command(command, *arguments, stdout=self.stdout, stderr=self.stderr, **kwargs)
         editor = self.make_editor(editor_password)
@@ -65,6 +84,11 @@ class Command(BaseCommand):
         if ModelArtifact.objects.filter(kind="copy", active=True).exists():
             skip["aigc_train"] = (
                 "A copy model is trained already: skipped (run `manage.py aigc_train` to "
+                "train a new version)."
+            )
+        if ModelArtifact.objects.filter(kind="gan", active=True).exists():
+            skip["aigc_train gan"] = (
+                "An image GAN is trained already: skipped (run `manage.py aigc_train gan` to "
                 "train a new version)."
             )
         return skip
