@@ -531,3 +531,18 @@ def test_e020_layout_settings(aigc, layout, name):
     messages = check_layout()
     assert [m.id for m in messages] == ["aigc_django.E020"]
     assert f"['{name}']" in messages[0].msg
+
+
+@pytest.mark.gpu
+@pytest.mark.django_db
+def test_training_on_cuda_gives_a_model_the_cpu_samples_from(models_dir, aigc):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    aigc(PROFILES={"DEVICE": "auto"})
+    artifact = train_layout_model(seed=0)  # "auto" picks CUDA
+    assert artifact.metrics["device"].startswith("cuda")
+    sampler = runtime.active_sampler()
+    assert sampler is not None and sampler.version == artifact.version
+    condition = Condition.of((1200, 628), {"headline": "On the GPU"}, 1, False, None)
+    (boxes,) = sampler.propose([condition], [1], 1)[0]
+    assert set(boxes) == {"headline", "product_0"}
