@@ -10,7 +10,8 @@ class Command(BaseCommand):
     help = (
         "Prepare the demo: catalog and slots, simulated shoppers, profiles and segments, "
         "the copy model trained on this shop's text, the image GAN trained on its product "
-        "images, variants for every (slot, segment) "
+        "images, the banner layout model trained on the composer's layouts, variants for every "
+        "(slot, segment) "
         "cell, a share of them approved by a demo editor (the rest stay pending for the "
         "admin). Safe to run again."
     )
@@ -25,6 +26,12 @@ class Command(BaseCommand):
             help="Image GAN passes over the product images (default 40: about a minute).",
         )
         parser.add_argument(
+            "--layout-epochs",
+            type=int,
+            default=20,
+            help="Layout-model passes over its training layouts (default 20: about half a minute).",
+        )
+        parser.add_argument(
             "--editor-password",
             default="editor-demo",
             help='Password of the demo editor account "editor" (local demos only).',
@@ -36,6 +43,7 @@ class Command(BaseCommand):
         visitors: int,
         epochs: int | None,
         gan_epochs: int,
+        layout_epochs: int,
         editor_password: str,
         **options,
     ) -> None:
@@ -47,6 +55,8 @@ class Command(BaseCommand):
             # A short budget (about a minute on two CPU cores): enough for soft backgrounds in
             # the catalog's colours; `manage.py aigc_train gan` trains longer.
             ("image GAN", "aigc_train", ["gan", "--epochs", str(gan_epochs)], {}),
+            # The demo's banners then take their layouts from the layout model.
+            ("layout model", "aigc_train", ["layout", "--epochs", str(layout_epochs)], {}),
             ("variants", "aigc_generate", [], {}),
         ]
         done_already = self.done_already()
@@ -90,6 +100,11 @@ class Command(BaseCommand):
             skip["aigc_train gan"] = (
                 "An image GAN is trained already: skipped (run `manage.py aigc_train gan` to "
                 "train a new version)."
+            )
+        if ModelArtifact.objects.filter(kind="layout", active=True).exists():
+            skip["aigc_train layout"] = (
+                "A layout model is trained already: skipped (run `manage.py aigc_train "
+                "layout` to train a new version)."
             )
         return skip
 
