@@ -60,7 +60,6 @@ AIGC = {
         if PREPARE
         else {"MODE": "buffered", "BUFFER": REDIS_URL, "REDIS_KEY_PREFIX": "aigc-load:events"}
     ),
-    "GENERATION": {"BATCH_SIZE": 8},
 }
 
 LOGGING = {
