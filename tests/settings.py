@@ -55,7 +55,8 @@ if os.environ.get("AIGC_TEST_DB", "sqlite") == "postgres":
             "PORT": os.environ.get("AIGC_TEST_PG_PORT", "5432"),
             "USER": os.environ.get("AIGC_TEST_PG_USER", "postgres"),
             "NAME": os.environ.get("AIGC_TEST_PG_NAME", "test"),
-            "TEST": {"NAME": "test_aigc_django"},
+            # Engineers sharing one server each name their own test database.
+            "TEST": {"NAME": os.environ.get("AIGC_TEST_PG_TEST_NAME", "test_aigc_django")},
         }
     }
     if os.environ.get("AIGC_TEST_USE_TEST_DB"):
