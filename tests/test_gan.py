@@ -10,6 +10,7 @@ from decimal import Decimal
 from io import BytesIO, StringIO
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from django.core.exceptions import ImproperlyConfigured
@@ -444,3 +445,22 @@ def test_a_generation_job_with_the_gan_backend(models_dir, shop_slots):
             background = Image.open(BytesIO(handle.read()))
             assert background.size == (600, 200)
     assert variants[0].provenance["background"] != variants[1].provenance["background"]
+
+
+@pytest.mark.gpu
+def test_trains_and_samples_on_cuda(models_dir):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    make_shop()
+    artifact = train_small(device="cuda", steps=20)
+    assert artifact.metrics["device"].startswith("cuda")
+    backend = GanImageBackend("gan", {"DEVICE": "cuda"})
+    first = backend.generate([brief(seed=s) for s in (1, 2)], (600, 200))
+    again = backend.generate([brief(seed=2)], (600, 200))
+    assert backend.loaded.device.type == "cuda"
+    assert first[0].image.size == (600, 200)
+    # cuDNN may pick other kernels for another batch size: equal up to rounding.
+    diff = np.abs(
+        np.asarray(first[1].image, dtype=np.int16) - np.asarray(again[0].image, dtype=np.int16)
+    )
+    assert diff.max() <= 2
