@@ -105,7 +105,7 @@ def main() -> None:
 
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # tiny models: more threads only wait on each other
     setup_django(args)
 
     from aigc_django.generation import compose

@@ -129,9 +129,6 @@ def _load(version: int, path: str) -> LayoutSampler | None:
     if path in _failed:
         return None
     try:
-        import torch
-
-        torch.set_num_threads(min(torch.get_num_threads(), 2))
         model, info = load(path, "cpu")
     except (LayoutModelMissing, ImportError) as exc:
         _failed[path] = str(exc)

@@ -129,6 +129,64 @@ def train_layout_model(
     train = {k: v[order[held:]] for k, v in everything.items()}
     rows = len(order) - held
 
+    # One thread: the model is tiny, and several threads only wait on each other (badly so
+    # on a busy machine).
+    threads = torch.get_num_threads()
+    if target.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        model, running, step, train_seconds = _fit(
+            train, rows, epochs, batch_size, learning_rate, hidden, latent, seed, target, progress
+        )
+    finally:
+        torch.set_num_threads(threads)
+    heldout_recon = heldout_kl = None
+    if held:
+        model.eval()
+        with torch.no_grad():
+            _, recon, kl = losses(model, heldout, 1.0)
+        heldout_recon, heldout_kl = round(float(recon), 5), round(float(kl), 4)
+    seconds = time.perf_counter() - started
+    metrics = {
+        "layouts": len(dataset.examples),
+        "composer_layouts": dataset.composer,
+        "variant_layouts": dataset.variants,
+        "variant_banners": dataset.variant_banners,
+        "train_layouts": rows,
+        "heldout_layouts": held,
+        "parameters": model.parameter_count(),
+        "epochs": epochs,
+        "steps": step,
+        "train_loss": round(running["loss"], 4),
+        "train_recon": round(running["recon"], 5),
+        "train_kl": round(running["kl"], 4),
+        "heldout_recon": heldout_recon,
+        "heldout_kl": heldout_kl,
+        "samples_per_s": round(rows * epochs / train_seconds, 1) if train_seconds else None,
+        "data_seconds": round(data_seconds, 2),
+        "seconds": round(seconds, 2),
+        "device": str(target),
+        "seed": seed,
+    }
+    artifact = _save(model, metrics, model_dir() / KIND)
+    runtime.reset()
+    return artifact
+
+
+def _fit(
+    train: dict[str, torch.Tensor],
+    rows: int,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    hidden: int,
+    latent: int,
+    seed: int,
+    target: torch.device,
+    progress: Progress | None,
+) -> tuple[layoutmodel.LayoutVAE, dict[str, float], int, float]:
+    """The training loop: (model, last epoch's mean losses, steps, seconds)."""
+    generator = torch.Generator().manual_seed(seed + 1)
     torch.manual_seed(seed)
     config = layoutmodel.LayoutVAEConfig(hidden=hidden, latent=latent)
     model = layoutmodel.LayoutVAE(config).to(target)
@@ -166,37 +224,7 @@ def train_layout_model(
                 progress(step, total)
         running = {k: v / max(1, batches) for k, v in running.items()}
     train_seconds = time.perf_counter() - train_started
-    heldout_recon = heldout_kl = None
-    if held:
-        model.eval()
-        with torch.no_grad():
-            _, recon, kl = losses(model, heldout, 1.0)
-        heldout_recon, heldout_kl = round(float(recon), 5), round(float(kl), 4)
-    seconds = time.perf_counter() - started
-    metrics = {
-        "layouts": len(dataset.examples),
-        "composer_layouts": dataset.composer,
-        "variant_layouts": dataset.variants,
-        "variant_banners": dataset.variant_banners,
-        "train_layouts": rows,
-        "heldout_layouts": held,
-        "parameters": model.parameter_count(),
-        "epochs": epochs,
-        "steps": step,
-        "train_loss": round(running["loss"], 4),
-        "train_recon": round(running["recon"], 5),
-        "train_kl": round(running["kl"], 4),
-        "heldout_recon": heldout_recon,
-        "heldout_kl": heldout_kl,
-        "samples_per_s": round(rows * epochs / train_seconds, 1) if train_seconds else None,
-        "data_seconds": round(data_seconds, 2),
-        "seconds": round(seconds, 2),
-        "device": str(target),
-        "seed": seed,
-    }
-    artifact = _save(model, metrics, model_dir() / KIND)
-    runtime.reset()
-    return artifact
+    return model, running, step, train_seconds
 
 
 def _save(model: layoutmodel.LayoutVAE, metrics: dict, root) -> ModelArtifact:
