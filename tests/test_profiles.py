@@ -358,3 +358,41 @@ def test_editors_write_rule_segments_in_the_admin_and_bad_rules_are_refused(clie
     everyone = Segment.objects.get(key="everyone")
     page = client.get(f"/admin/aigc_django/segment/{everyone.pk}/delete/")
     assert page.status_code == 403
+
+
+def test_postgresql_reads_the_same_columns_as_the_orm(postgres):
+    from aigc_django.models import Event
+    from aigc_django.profiles import features
+
+    a, b = uuid.uuid4(), uuid.uuid4()
+    write_events(
+        [
+            event(a, "product_view", NOW - timedelta(days=2, microseconds=7), "s1", "shoes"),
+            event(a, "search", NOW - timedelta(hours=5), device="mobile", referrer="ads.example"),
+            event(b, "add_to_cart", NOW - timedelta(days=1), "s2", "shoes", value=20.5),
+            event(b, "purchase", NOW, value=70.0, items=["s1", "s2"]),
+            event(b, "product_view", NOW - timedelta(minutes=3), "b1", "", device="desktop"),
+        ]
+    )
+    for visitor_ids in (None, [str(b)]):
+        fast = read_events(visitor_ids)  # the server-side cursor path
+        slow = features.EventColumns()
+        events = Event.objects.all()
+        if visitor_ids is not None:
+            events = events.filter(visitor_id__in=visitor_ids)
+        if features._read_orm(slow, events, 100):
+            features._add_listed_purchases(slow, events)
+        for name in ("visitor", "kind", "item", "category"):
+            assert list(getattr(fast, name)) == list(getattr(slow, name)), name
+        for name in ("visitors", "categories", "items", "kinds"):
+            assert getattr(fast, name).keys == getattr(slow, name).keys, name
+        assert list(fast.time) == pytest.approx(list(slow.time), abs=1e-6)
+        assert [v if v == v else None for v in fast.value] == [
+            v if v == v else None for v in slow.value
+        ]
+        assert (fast.device, fast.referrer, fast.item_category) == (
+            slow.device,
+            slow.referrer,
+            slow.item_category,
+        )
+    assert len(read_events()) == 7  # five events and the purchase's two listed items
