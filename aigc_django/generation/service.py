@@ -365,9 +365,11 @@ def _loading(backend: Backend, kind: str, alias: str) -> Iterator[None]:
     except Exception as exc:
         if getattr(backend, "_loaded", True) or is_out_of_memory(exc):
             raise
+        where = getattr(backend, "path", None)
         raise JobFailed(
             f"the {kind} backend {alias!r} ({backend.name or type(backend).__name__}) "
-            f"could not load its model: {exc}"
+            f"could not load its model{f' from {where}' if where else ''}: "
+            f"{type(exc).__name__}: {exc}"
         ) from exc
 
 
