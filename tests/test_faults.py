@@ -176,12 +176,21 @@ def test_cuda_out_of_memory_halves_the_batch_and_the_job_finishes(generation, ai
 # A missing or corrupt model directory --------------------------------------------------------
 
 
-def train_tiny_copy_model() -> Path:
-    """The builtin copy model, trained on the test shop in a second or two; its directory."""
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict[str, Path]:
+    """Model directories made once for the module (the shop is the same in every test)."""
+    return {"folder": tmp_path_factory.mktemp("trained")}
+
+
+def tiny_copy_model(trained: dict[str, Path]) -> Path:
+    """The builtin copy model trained on the test shop (a few seconds, once); its directory."""
     from aigc_django.generation.copymodel.train import train_copy_model
 
-    artifact = train_copy_model(epochs=2, d_model=32, n_layers=1, n_heads=2, device="cpu")
-    return Path(artifact.path)
+    if "copy" not in trained:
+        artifact = train_copy_model(epochs=2, d_model=32, n_layers=1, n_heads=2, device="cpu")
+        trained["copy"] = trained["folder"] / "copy"
+        shutil.copytree(artifact.path, trained["copy"])
+    return trained["copy"]
 
 
 def corrupt_weights(directory: Path) -> None:
@@ -221,11 +230,11 @@ def job_row(client: Client, job: GenerationJob) -> str:
     ],
 )
 def test_a_broken_model_directory_fails_the_job_clearly_and_a_retry_after_the_fix_succeeds(
-    generation, aigc, tmp_path, damage, reason, django_capture_on_commit_callbacks
+    generation, aigc, tmp_path, trained, damage, reason, django_capture_on_commit_callbacks
 ):
-    trained = train_tiny_copy_model()
+    good = tiny_copy_model(trained)
     model = tmp_path / "copy-model"
-    shutil.copytree(trained, model)
+    shutil.copytree(good, model)
     aigc(COPY_BACKENDS={"default": {"BACKEND": BUILTIN_COPY, "OPTIONS": {"PATH": str(model)}}})
     damage(model)
     job = service.create_job(generation["slot"], generation["runners"], 3)
@@ -234,7 +243,9 @@ def test_a_broken_model_directory_fails_the_job_clearly_and_a_retry_after_the_fi
     job.refresh_from_db()
     assert job.status == GenerationJob.Status.FAILED
     assert str(model) in job.error and reason in job.error
-    assert "copy backend 'default'" in job.error
+    assert job.error.startswith(
+        f"JobFailed: the copy backend 'default' (builtin) could not load its model from {model}"
+    )
     assert not job.variants.exists()
 
     # The editor sees it in the admin: the list says failed and why, the page the whole error.
@@ -247,7 +258,7 @@ def test_a_broken_model_directory_fails_the_job_clearly_and_a_retry_after_the_fi
 
     # The model directory is put right; the admin's retry action makes the job succeed.
     shutil.rmtree(model, ignore_errors=True)
-    shutil.copytree(trained, model)
+    shutil.copytree(good, model)
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(
             JOBS, {"action": "retry_jobs", "_selected_action": [job.pk]}, follow=True
@@ -258,6 +269,45 @@ def test_a_broken_model_directory_fails_the_job_clearly_and_a_retry_after_the_fi
     assert job.attempts == 2
     assert sorted(job.variants.values_list("position", flat=True)) == [0, 1, 2]
     assert ">succeeded</span>" in job_row(client, job)
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (remove_directory, "does not exist"),
+        (corrupt_weights, "SafetensorError: Error while deserializing header"),
+        (corrupt_config, "is not a valid JSON file"),
+    ],
+)
+def test_a_broken_transformers_model_directory_fails_the_job_naming_backend_and_directory(
+    generation, aigc, tmp_path, trained, damage, reason
+):
+    pytest.importorskip("transformers")
+    from tests.test_transformers_backend import build_model, build_tokenizer
+
+    if "gpt2" not in trained:
+        trained["gpt2"] = trained["folder"] / "gpt2"
+        tokenizer = build_tokenizer(trained["gpt2"], ["Trail runners for the long run."] * 4)
+        build_model(trained["gpt2"], tokenizer).save_pretrained(trained["gpt2"])
+    model = tmp_path / "gpt2"
+    shutil.copytree(trained["gpt2"], model)
+    damage(model)
+    backend = "aigc_django.generation.backends.transformers_copy.TransformersCopyBackend"
+    aigc(
+        COPY_BACKENDS={
+            "default": {"BACKEND": backend, "OPTIONS": {"PATH": str(model), "DEVICE": "cpu"}}
+        }
+    )
+    job = service.create_job(generation["slot"], generation["runners"], 2)
+    generate_variants.apply(args=[job.pk])
+    job.refresh_from_db()
+    assert job.status == GenerationJob.Status.FAILED
+    assert job.error.startswith(
+        "JobFailed: the copy backend 'default' (transformers) could not load its model "
+        f"from {model}: "
+    )
+    assert reason in job.error
+    assert reason in superuser_client().get(f"{JOBS}{job.pk}/change/").content.decode()
 
 
 # The storefront the page tests browse ----------------------------------------------------------
