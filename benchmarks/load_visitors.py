@@ -13,8 +13,9 @@ The site is the example storefront (``example_project/``) with the settings of
 template tags on every page (home and category pages show a personalized banner, the cart a
 personalized copy slot), events buffered in Redis (``INGEST["MODE"] = "buffered"``), the
 Django cache (throttles, delivery caches and impression/click counters) in Redis. The shop
-is built once by ``prepare_demo`` (catalog, slots, 800 simulated shoppers, segments, the copy
-model, generated and approved variants: about 3 minutes) into the PostgreSQL database
+is built once by ``prepare_demo`` (catalog, slots, 800 simulated shoppers, segments, the
+models trained for few epochs (``--prepare-args``), generated and approved variants: a few
+minutes) into the PostgreSQL database
 ``<db>_template``; every run clones it into ``--db`` (``--rebuild`` builds it again).
 
 Processes, all on 127.0.0.1: gunicorn (``--workers`` x ``--threads`` gthread workers, HTTP
@@ -62,6 +63,7 @@ import json
 import os
 import random
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -320,7 +322,11 @@ class Shop:
             return None
         location = response_headers.get("location", "")
         if kind == "events":
-            stats.api_events += int(json.loads(data)["accepted"])
+            try:
+                stats.api_events += int(json.loads(data)["accepted"])
+            except (ValueError, KeyError, TypeError) as exc:
+                stats.errors.append(f"events POST: unexpected answer {data[:200]!r} ({exc})")
+                return None
         else:
             stats.page_events += events_made(kind, method, path, status, location)
         if kind == "click" and status == 302:
@@ -446,6 +452,12 @@ class Shop:
 
     async def visitor_slot(self, index: int, start_delay: float) -> None:
         """Visitors one after another in one slot of the concurrent load."""
+        try:
+            await self._visitor_slot(index, start_delay)
+        except Exception as exc:  # a bug here must show as an error, not stop the others
+            self.stats.errors.append(f"visitor slot {index} stopped: {exc!r}")
+
+    async def _visitor_slot(self, index: int, start_delay: float) -> None:
         rng = random.Random(self.args.seed * 100_003 + index)
         address = f"10.{index // 65536 % 256}.{index // 256 % 256}.{index % 256}"
         await asyncio.sleep(start_delay)
@@ -547,7 +559,7 @@ def prepare_template(args, template: str) -> None:
     marker = args.data_dir / "prepared"
     if not args.rebuild and marker.exists() and database_exists(template):
         return
-    print(f"Building the shop into {template} (prepare_demo, about 3 minutes) ...", flush=True)
+    print(f"Building the shop into {template} (prepare_demo, a few minutes) ...", flush=True)
     marker.unlink(missing_ok=True)
     args.data_dir.mkdir(parents=True, exist_ok=True)
     common.ensure_database(template)
@@ -555,7 +567,7 @@ def prepare_template(args, template: str) -> None:
     manage = [sys.executable, "manage.py"]
     for command in (
         ["migrate", "--noinput", "-v", "0"],
-        ["prepare_demo", "--visitors", str(args.shoppers)],
+        ["prepare_demo", "--visitors", str(args.shoppers), *shlex.split(args.prepare_args)],
     ):
         subprocess.run(
             manage + command, cwd=EXAMPLE, env=env, check=True, stdout=subprocess.DEVNULL
@@ -694,6 +706,12 @@ def main() -> int:
     )
     parser.add_argument("--shoppers", type=int, default=800, help="prepare_demo --visitors")
     parser.add_argument("--rebuild", action="store_true", help="build the shop again")
+    parser.add_argument(
+        "--prepare-args",
+        default="--epochs 3 --gan-epochs 5 --layout-epochs 5",
+        help="more prepare_demo options (few epochs: the load measures delivery, not the "
+        "quality of the content)",
+    )
     parser.add_argument("--drain-timeout", type=float, default=120.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--output", type=Path, help="also write the report to this file")
