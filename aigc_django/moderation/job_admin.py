@@ -134,9 +134,13 @@ class GenerationJobAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("error"))
     def error_excerpt(self, obj: GenerationJob) -> str:
+        """The error's first line, cut to ``ERROR_EXCERPT`` characters; the whole line is
+        the tooltip (a model directory's path can push the reason past the cut)."""
         error = (obj.error or "").strip().splitlines()
         first = error[0] if error else ""
-        return first if len(first) <= ERROR_EXCERPT else first[: ERROR_EXCERPT - 1] + "…"
+        if len(first) <= ERROR_EXCERPT:
+            return first
+        return format_html('<span title="{}">{}</span>', first, first[: ERROR_EXCERPT - 1] + "…")
 
     @admin.display(description=_("variants made"), ordering="made")
     def variants_made(self, obj: GenerationJob) -> int:
