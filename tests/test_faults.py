@@ -253,6 +253,7 @@ def test_a_broken_model_directory_fails_the_job_clearly_and_a_retry_after_the_fi
     row = job_row(client, job)
     assert ">failed</span>" in row
     assert "JobFailed: the copy backend &#x27;default&#x27; (builtin) could not load" in row
+    assert reason in row  # the whole first line is the excerpt's tooltip
     change = client.get(f"{JOBS}{job.pk}/change/").content.decode()
     assert reason in change and "aigc_train" in change
 
