@@ -43,15 +43,41 @@ def _has_nul(value: Any) -> bool:
     return False
 
 
+def _is_unicode(text: str) -> bool:
+    """Whether a string is encodable as UTF-8: JSON's ``"\\ud800"`` escapes decode to lone
+    surrogates, which neither database can store."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _has_surrogate(value: Any) -> bool:
+    """Whether any string inside a JSON value holds an unpaired surrogate."""
+    if isinstance(value, str):
+        return not _is_unicode(value)
+    if isinstance(value, dict):
+        return any(_has_surrogate(k) or _has_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_surrogate(v) for v in value)
+    return False
+
+
 def _key(data: dict[str, Any], field: str) -> str:
     value = data.get(field)
     if value is None:
         return ""
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise InvalidEvent(field, "must be a string")
-    value = str(value)
+    try:
+        value = str(value)
+    except ValueError:  # an integer of more digits than Python converts
+        raise InvalidEvent(field, f"is longer than {MAX_KEY_LENGTH} characters") from None
     if "\x00" in value:
         raise InvalidEvent(field, "must not contain NUL characters")
+    if not _is_unicode(value):
+        raise InvalidEvent(field, "must be valid Unicode (no unpaired surrogates)")
     if len(value) > MAX_KEY_LENGTH:
         raise InvalidEvent(field, f"is longer than {MAX_KEY_LENGTH} characters")
     return value
@@ -74,7 +100,11 @@ def clean_event(
     known = FIELDS | {"visitor"} if allow_visitor_field else FIELDS
     for field in data:
         if field not in known:
-            raise InvalidEvent(str(field), "is not a known field")
+            # The name is echoed in the error: printable even when it is not valid Unicode.
+            name = str(field)[:MAX_KEY_LENGTH]
+            if not _is_unicode(name):
+                name = name.encode("utf-8", "backslashreplace").decode("utf-8")
+            raise InvalidEvent(name, "is not a known field")
 
     if allow_visitor_field and data.get("visitor") is not None:
         try:
@@ -101,7 +131,10 @@ def clean_event(
     if value is not None:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InvalidEvent("value", "must be a number")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer beyond a double's range
+            raise InvalidEvent("value", "must be finite") from None
         if not math.isfinite(value):
             raise InvalidEvent("value", "must be finite")
 
@@ -121,6 +154,9 @@ def clean_event(
         size = len(text)
         if "\\u0000" in text and _has_nul(properties):
             raise InvalidEvent("properties", "must not contain NUL characters")
+        # The ASCII text escapes every character beyond the BMP as a surrogate pair too.
+        if "\\ud" in text and _has_surrogate(properties):
+            raise InvalidEvent("properties", "must be valid Unicode (no unpaired surrogates)")
         if size > limit:
             raise InvalidEvent("properties", f"is {size} bytes, more than the limit of {limit}")
 
