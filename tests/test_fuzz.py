@@ -375,3 +375,22 @@ def test_characters_beyond_the_bmp_are_still_accepted():
     assert response.status_code == 202, response.content
     event = Event.objects.get()
     assert (event.item_key, event.properties) == ("\U0001f45f", {"q": "𠀀"})
+
+
+@pytest.mark.parametrize("impression", [2**63, 2**64 + 5, 10**30])
+def test_impression_ids_beyond_a_database_integer_are_a_400(world, impression):
+    # SQLite cannot bind an integer beyond 64 bits: the lookup raised OverflowError (500).
+    client = _visitor_client(world)
+    body = json.dumps({"impressions": [world.variants[0].pk, impression]})
+    response = client.post("/aigc/api/feedback/", body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert "positive integers" in response.json()["error"]
+    assert Variant.objects.get(pk=world.variants[0].pk).impressions == 0
+
+
+def test_the_largest_database_integer_is_still_an_id(world):
+    client = _visitor_client(world)
+    body = json.dumps({"impressions": [world.variants[0].pk, 2**63 - 1]})
+    response = client.post("/aigc/api/feedback/", body, content_type="application/json")
+    assert response.status_code == 202, response.content
+    assert response.json() == {"impressions": 1, "ignored": 1, "clicks": 0}

@@ -75,10 +75,18 @@ def _same_origin(request: Request) -> bool:
     return False
 
 
+# The largest primary key a database stores (a signed 64-bit integer): a larger "id" is
+# not an id, and SQLite cannot even bind it in a query.
+MAX_ID = 2**63 - 1
+
+
 def _ids(value: Any) -> list[int] | None:
     if not isinstance(value, list):
         return None
-    if not all(isinstance(item, int) and not isinstance(item, bool) and item > 0 for item in value):
+    if not all(
+        isinstance(item, int) and not isinstance(item, bool) and 0 < item <= MAX_ID
+        for item in value
+    ):
         return None
     return value
 
