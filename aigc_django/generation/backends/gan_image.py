@@ -21,11 +21,12 @@ Each brief becomes one image: the noise is seeded with ``brief.seed``; the categ
 the brief's categories (chosen by the seed; the unknown bucket for a category the model never
 saw); the palette is three of the brief's colours (brand and segment colours; chosen and
 ordered by the seed, the first being the dominant one). The generator draws at its native
-resolution (64x64 by default); the square is cropped to the square root of the requested
-aspect ratio and stretched the rest of the way (half the distortion each, so a 3:1 banner
-neither loses most of the image nor squashes it), upsampled with bicubic interpolation to the
-requested size, blurred in proportion to the upsampling (``SMOOTHING``) and given a faint
-seeded grain (``GRAIN``) so that the upsampling does not show.
+resolution (64x64 by default); the square, less a border of 1/32 of its side (where the
+convolutions saw zero padding), is cropped to the square root of the requested aspect ratio
+and stretched the rest of the way (half the distortion each, so a 3:1 banner neither loses
+most of the image nor squashes it), upsampled with bicubic interpolation to the requested
+size, blurred in proportion to the upsampling (``SMOOTHING``) and given a faint seeded grain
+(``GRAIN``) so that the upsampling does not show.
 
 A missing, unreadable or mismatched model never breaks generation: with ``FALLBACK`` (the
 default) the backend logs the error and draws procedural backgrounds (the ``builtin`` image
@@ -99,14 +100,16 @@ def fit_sample(
 ) -> Image.Image:
     """A native-resolution square sample at ``size``: crop, stretch, upsample, blur, grain."""
     width, height = size
-    side = sample.width
+    # The outermost native pixels are left out: convolutions see zero padding there.
+    margin = sample.width / 32
+    side = sample.width - 2 * margin
     aspect = width / height
     crop_aspect = math.sqrt(aspect)
     if crop_aspect >= 1:
         crop_w, crop_h = side, side / crop_aspect
     else:
         crop_w, crop_h = side * crop_aspect, side
-    left, top = (side - crop_w) / 2, (side - crop_h) / 2
+    left, top = margin + (side - crop_w) / 2, margin + (side - crop_h) / 2
     image = sample.resize(
         (width, height), Image.Resampling.BICUBIC, box=(left, top, left + crop_w, top + crop_h)
     )

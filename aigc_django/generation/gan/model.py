@@ -5,9 +5,9 @@ Conditioning is the same for both networks: a product category (an embedding; in
 the unknown bucket, used for categories the model never saw and for briefs without one) and
 a palette of three colours (nine numbers in -1..1, most dominant colour first).
 
-- ``Generator``: noise and condition -> a 4x4 map, then up-sampling blocks (nearest
-  neighbour, 3x3 convolution, leaky ReLU, pixel norm, FiLM from the condition) to the native
-  resolution, then a 3x3 convolution to RGB in -1..1. Pixel norm instead of batch norm keeps
+- ``Generator``: noise and condition -> a 4x4 map, then up-sampling blocks (bilinear,
+  3x3 convolution, leaky ReLU, pixel norm, FiLM from the condition) to the native
+  resolution, then a 1x1 convolution to RGB in -1..1. Pixel norm instead of batch norm keeps
   each sample a function of its own noise only, so a seed gives the same image whatever
   else is in the batch.
 - ``Discriminator``: spectral-normalised strided convolutions, then a projection head (the
@@ -95,7 +95,7 @@ class PixelNorm(nn.Module):
 
 
 class UpBlock(nn.Module):
-    """x2 nearest up-sampling, 3x3 conv, leaky ReLU, pixel norm, FiLM from the condition."""
+    """x2 bilinear up-sampling, 3x3 conv, leaky ReLU, pixel norm, FiLM from the condition."""
 
     def __init__(self, cin: int, cout: int, cond_dim: int) -> None:
         super().__init__()
@@ -106,7 +106,9 @@ class UpBlock(nn.Module):
         nn.init.zeros_(self.film.bias)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, scale_factor=2, mode="nearest")
+        # Bilinear, not nearest: nearest-neighbour up-sampling leaves a grid that shows once
+        # a 64-pixel sample is scaled to a banner.
+        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         x = self.norm(F.leaky_relu(self.conv(x), 0.2))
         gamma, beta = self.film(cond).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
         return x * (1 + gamma) + beta
@@ -125,7 +127,7 @@ class Generator(nn.Module):
         self.blocks = nn.ModuleList(
             UpBlock(widths[i], widths[i + 1], config.cond_dim) for i in range(config.blocks)
         )
-        self.to_rgb = nn.Conv2d(widths[-1], 3, 3, padding=1)
+        self.to_rgb = nn.Conv2d(widths[-1], 3, 1)
 
     def condition(self, categories: torch.Tensor, palettes: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.embed(categories), palettes.flatten(1)], dim=1)
@@ -150,13 +152,17 @@ class Discriminator(nn.Module):
     def __init__(self, config: GanConfig) -> None:
         super().__init__()
         widths = list(reversed(config.widths()))  # native resolution first
-        layers: list[nn.Module] = [spectral_norm(nn.Conv2d(3, widths[0], 3, padding=1))]
-        for i in range(config.blocks):
+        # The first layer already halves the resolution (the native-size layers are the
+        # costly ones on a CPU).
+        layers: list[nn.Module] = [
+            spectral_norm(nn.Conv2d(3, widths[1], 4, stride=2, padding=1)),
+            nn.LeakyReLU(0.2),
+        ]
+        for i in range(1, config.blocks):
             layers += [
-                nn.LeakyReLU(0.2),
                 spectral_norm(nn.Conv2d(widths[i], widths[i + 1], 4, stride=2, padding=1)),
+                nn.LeakyReLU(0.2),
             ]
-        layers.append(nn.LeakyReLU(0.2))
         self.features = nn.Sequential(*layers)
         width = widths[-1]
         self.out = spectral_norm(nn.Linear(width, 1))
