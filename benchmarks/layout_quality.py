@@ -16,7 +16,7 @@ the training data is but from another seed) and lays each one out:
 - ``vae raw``: the first sample of each, as the model drew it, before repair;
 - ``fixed``: the composer's fixed layout (``compose.plan``);
 - ``random``: boxes drawn uniformly (centre anywhere, 5..90% of each side), raw, and after
-  the same repair (``--candidates`` draws, else the fixed layout).
+  the same repair and choice (``--candidates`` draws, else the fixed layout).
 
 It prints the PKU PosterLayout graphic metrics of each (validity, overlap, alignment, the
 per-element alignment, underlay; see ``aigc_django.generation.layouts.metrics``) beside
@@ -112,7 +112,6 @@ def main() -> None:
     from aigc_django.generation.layouts import data, metrics, runtime
     from aigc_django.generation.layouts import model as layoutmodel
     from aigc_django.generation.layouts.encoding import Condition, to_pixels
-    from aigc_django.generation.layouts.repair import repair
     from aigc_django.generation.layouts.train import train_layout_model
 
     if args.model:
@@ -188,19 +187,16 @@ def main() -> None:
                     if n in reference.boxes
                 },
             )
-            layout = None
-            for _ in range(args.candidates):
-                layout = repair(
-                    random_proposal(rng, names_here),
-                    size,
-                    copy,
-                    list(products),
-                    logo,
-                    fonts,
-                    reference,
-                )
-                if layout is not None:
-                    break
+            randoms = tuple(random_proposal(rng, names_here) for _ in range(args.candidates))
+            choice = compose.choose_layout(
+                size,
+                copy_key,
+                products,
+                logo,
+                fonts,
+                proposals=compose.LayoutProposals(0, 0, randoms),
+            )
+            layout = choice.layout if choice.source == "vae" else None
             repaired["random repaired"][0] += layout is not None
             repaired["random repaired"][1] += 1
             final = layout or reference
@@ -223,8 +219,8 @@ def main() -> None:
         share = repaired.get(name)
         print(
             f"{name:<18}{len(elements[name]):>6}{scores['validity']:>10.4f}"
-            f"{scores['overlap']:>10.4f}{scores['alignment']:>11.4f}"
-            f"{scores['element_alignment']:>11.4f}{scores['underlay']:>8.3f}"
+            f"{scores['overlap']:>10.4f}{scores['alignment']:>11.5f}"
+            f"{scores['element_alignment']:>11.5f}{scores['underlay']:>8.3f}"
             f"{scores['underlay_strict']:>8.3f}"
             f"{(f'{share[0] / share[1]:.1%}' if share else '-'):>10}"
         )

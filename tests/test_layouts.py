@@ -182,7 +182,8 @@ def test_repaired_layouts_never_overlap_and_keep_the_margins():
 
 def test_repair_keeps_a_fixed_layout_nearly_as_it_is():
     """The fixed layout itself, as a wish, repairs to a valid layout close to it (boxes
-    move by at most 3% of the banner: a little more air between text blocks, snapping)."""
+    move by at most 10% of the banner: a little more air between text blocks, products
+    lined up, edges snapped)."""
     rng = random.Random(4)
     checked = 0
     for _ in range(40):
@@ -195,7 +196,7 @@ def test_repair_keeps_a_fixed_layout_nearly_as_it_is():
         )
         assert layout is not None
         check_repaired(layout, size, reference, copy)
-        limit = 0.03 * max(size)
+        limit = 0.1 * max(size)
         for name, box in reference.boxes.items():
             assert max(abs(a - b) for a, b in zip(layout.boxes[name], box, strict=True)) <= limit
         checked += 1

@@ -780,8 +780,16 @@ def choose_layout(
         errors = runtime.status()["errors"] if use_model else {}
         note = "the layout model cannot be loaded" if errors else ""
         return LayoutChoice(reference, "fixed", content=content, note=note)
+    from aigc_django.generation.layouts.metrics import element_alignment, elements_of
     from aigc_django.generation.layouts.repair import repair
 
+    def misalignment(layout: Layout) -> float:
+        return element_alignment([elements_of(layout.boxes, size, layout.cta_label)])
+
+    # The first repaired sample at least as well aligned as the fixed layout, else the best
+    # aligned of those that repair.
+    goal = misalignment(reference)
+    best: tuple[float, Layout] | None = None
     for boxes in proposals.boxes:
         try:
             layout = repair(
@@ -790,8 +798,15 @@ def choose_layout(
         except Exception:  # a bad sample is only a rejected sample
             logger.exception("Repairing a sampled layout failed")
             layout = None
-        if layout is not None:
-            return LayoutChoice(layout, "vae", proposals.model, proposals.seed, content)
+        if layout is None:
+            continue
+        score = misalignment(layout)
+        if best is None or score < best[0]:
+            best = (score, layout)
+        if score <= goal:
+            break
+    if best is not None:
+        return LayoutChoice(best[1], "vae", proposals.model, proposals.seed, content)
     return LayoutChoice(
         reference,
         "fixed",
