@@ -2,6 +2,7 @@
 as a simulated shop grows.
 
     .venv/bin/python benchmarks/rebuild.py [--sizes 10000,100000] [--items-per-category 250]
+        [--keep-loaded] [--load-only]
 
 For each size (visitors) the shop is simulated (``aigc_django.profiles.simulator``) in a
 fresh database ``--db`` (dropped and recreated), its events written with the app's
@@ -57,7 +58,34 @@ def machine_line() -> str:
     )
 
 
+LOADED_TABLE = "bench_rebuild_loaded"
+
+
+def loaded_before(args: argparse.Namespace) -> dict | None:
+    """With --keep-loaded: what an earlier load of the same shop left in its database."""
+    import psycopg
+
+    try:
+        with psycopg.connect(dbname=args.db, host="127.0.0.1", user="postgres") as conn:
+            found = conn.execute(f"SELECT shop, stats FROM {LOADED_TABLE}").fetchone()
+    except psycopg.Error:
+        return None
+    return found[1] if found and found[0] == shop_of(args) else None
+
+
+def shop_of(args: argparse.Namespace) -> dict:
+    return {
+        "size": args.size,
+        "items_per_category": args.items_per_category,
+        "personas": args.personas,
+        "chunk_visitors": args.chunk_visitors,
+        "seed": args.seed,
+    }
+
+
 def child_load(args: argparse.Namespace) -> dict:
+    if args.keep_loaded and (stats := loaded_before(args)):
+        return {**stats, "reused": True}
     common.setup_django(db=args.db, mode="direct", settings=common.PROFILE_SETTINGS)
     from aigc_django.profiles.simulator import DEFAULT_CATEGORIES, make_items, simulate
     from aigc_django.tracking.ingest import write_events
@@ -88,13 +116,21 @@ def child_load(args: argparse.Namespace) -> dict:
         cursor.execute("VACUUM ANALYZE")
         cursor.execute("SELECT pg_database_size(current_database())")
         db_bytes = cursor.fetchone()[0]
-    return {
+    stats = {
         "events": int(events),
         "generate_s": gen_s,
         "write_s": write_s,
         "db_mib": db_bytes / 2**20,
         "now": now.isoformat(),
     }
+    if args.keep_loaded:
+        with connection.cursor() as cursor:
+            cursor.execute(f"CREATE TABLE {LOADED_TABLE} (shop jsonb, stats jsonb)")
+            cursor.execute(
+                f"INSERT INTO {LOADED_TABLE} VALUES (%s, %s)",
+                [json.dumps(shop_of(args)), json.dumps(stats)],
+            )
+    return stats
 
 
 def child_build(args: argparse.Namespace) -> dict:
@@ -105,9 +141,15 @@ def child_build(args: argparse.Namespace) -> dict:
 
     django.setup()
     import torch
+    from django.db import connection
 
+    from aigc_django.models import ModelArtifact, Profile, Segment
     from aigc_django.profiles.build import build_profiles
 
+    if args.keep_loaded:  # a reused database: start from no profiles, as a fresh one does
+        tables = ", ".join(m._meta.db_table for m in (Profile, Segment, ModelArtifact))
+        with connection.cursor() as cursor:
+            cursor.execute(f"TRUNCATE {tables} CASCADE")
     torch.set_num_threads(args.threads)
     baseline = vm_hwm_kib()
     t0 = time.perf_counter()
@@ -150,6 +192,7 @@ def run_child(kind: str, size: int, args: argparse.Namespace) -> dict:
         str(args.seed),
         "--threads",
         str(args.threads),
+        *(["--keep-loaded"] if args.keep_loaded else []),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -168,6 +211,15 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch threads in the build")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--db", default="aigc_bench_rebuild", help="PostgreSQL (recreated)")
+    parser.add_argument(
+        "--keep-loaded",
+        action="store_true",
+        help="one database per size (--db + _SIZE), kept and reused by later runs with the "
+        "same shop, so that a large shop is simulated and written once",
+    )
+    parser.add_argument(
+        "--load-only", action="store_true", help="simulate and write the shops, build nothing"
+    )
     parser.add_argument("--child", choices=["load", "build"], help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -179,15 +231,21 @@ def main() -> int:
 
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     results = []
+    base_db = args.db
     for size in sizes:
+        if args.keep_loaded:
+            args.db = f"{base_db}_{size}"
         loaded = run_child("load", size, args)
         print(
             f"{size:,} visitors: {loaded['events']:,} events simulated in "
             f"{loaded['generate_s']:.0f}s, written with write_events in {loaded['write_s']:.0f}s "
             f"({loaded['events'] / loaded['write_s']:,.0f} rows/s); database "
-            f"{loaded['db_mib']:,.0f} MiB.",
+            f"{loaded['db_mib']:,.0f} MiB"
+            + (" (loaded by an earlier run, reused)." if loaded.get("reused") else "."),
             flush=True,
         )
+        if args.load_only:
+            continue
         t0 = time.perf_counter()
         built = run_child("build", size, args)
         wall = time.perf_counter() - t0
@@ -200,6 +258,8 @@ def main() -> int:
         )
         results.append((size, loaded, built))
 
+    if args.load_only:
+        return 0
     print()
     print(
         f"Full rebuild (build_profiles) on PostgreSQL, default PROFILES, device "
