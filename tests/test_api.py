@@ -181,6 +181,45 @@ def test_clients_that_drop_cookies_are_throttled_by_address(aigc):
     cache.clear()
 
 
+@pytest.mark.parametrize("num_proxies", [None, 1])
+def test_a_forged_forwarded_for_does_not_escape_the_address_limit(aigc, settings, num_proxies):
+    # DRF's default (NUM_PROXIES None) would take the whole X-Forwarded-For header as the
+    # address; a client changing it per request would get a fresh budget every time. With
+    # one trusted proxy the address is the hop the proxy appended (the same here).
+    settings.REST_FRAMEWORK = {
+        **getattr(settings, "REST_FRAMEWORK", {}),
+        "NUM_PROXIES": num_proxies,
+    }
+    cache.clear()
+    aigc(API={"INGEST_RATE": "2/min"})
+    codes = [
+        post(
+            Client(headers={"User-Agent": BROWSER_UA}),
+            good_events(1),
+            HTTP_X_FORWARDED_FOR=f"10.0.0.{n}, 192.0.2.7" if num_proxies else f"10.0.0.{n}",
+        ).status_code
+        for n in range(4)
+    ]
+    assert codes == [202, 202, 429, 429]
+    cache.clear()
+
+
+def test_behind_a_trusted_proxy_each_client_address_has_its_own_budget(aigc, settings):
+    settings.REST_FRAMEWORK = {**getattr(settings, "REST_FRAMEWORK", {}), "NUM_PROXIES": 1}
+    cache.clear()
+    aigc(API={"INGEST_RATE": "1/min"})
+    codes = [
+        post(
+            Client(headers={"User-Agent": BROWSER_UA}),
+            good_events(1),
+            HTTP_X_FORWARDED_FOR=f"198.51.100.{n}",
+        ).status_code
+        for n in (1, 2, 1)
+    ]
+    assert codes == [202, 202, 429]
+    cache.clear()
+
+
 def test_fresh_visitor_cookies_do_not_escape_the_address_limit(aigc):
     cache.clear()
     aigc(API={"INGEST_RATE": "100/min", "INGEST_RATE_PER_ADDRESS": "2/min"})

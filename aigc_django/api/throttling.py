@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import logging
 
+from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
 from aigc_django.conf import aigc_settings
@@ -21,6 +22,15 @@ class IngestRateThrottle(SimpleRateThrottle):
 
     scope = "aigc_ingest"
     option = "INGEST_RATE"
+
+    def get_ident(self, request) -> str:
+        """The client's address. ``X-Forwarded-For`` is read only when DRF's ``NUM_PROXIES``
+        says how many proxies to trust: DRF's own default (``None``) takes the whole header
+        as the address, so a client could pick a fresh one, and a fresh budget, per request.
+        """
+        if api_settings.NUM_PROXIES is None:
+            return request.META.get("REMOTE_ADDR") or ""
+        return super().get_ident(request)
 
     def get_rate(self) -> str | None:
         return aigc_settings.API[self.option]
