@@ -229,12 +229,25 @@ def enqueue(job: GenerationJob) -> None:
     options = aigc_settings.GENERATION
 
     def send() -> None:
-        result = generate_variants.apply_async(
-            args=[job.pk],
-            queue=options["QUEUE"],
-            soft_time_limit=options["SOFT_TIME_LIMIT"],
-            time_limit=options["TIME_LIMIT"],
-        )
+        from kombu.exceptions import KombuError
+
+        try:
+            result = generate_variants.apply_async(
+                args=[job.pk],
+                queue=options["QUEUE"],
+                soft_time_limit=options["SOFT_TIME_LIMIT"],
+                time_limit=options["TIME_LIMIT"],
+            )
+        except (KombuError, OSError) as exc:
+            # The broker is down: the job is marked failed with the reason (not left queued
+            # as if it were on its way), and the page that queued it does not fail.
+            logger.warning("Could not send job %s to the queue: %s", job.pk, exc)
+            mark_failed(
+                job.pk,
+                f"Could not send the job to the queue (is the Celery broker down?): "
+                f"{type(exc).__name__}: {exc}. Retry it once the broker is back.",
+            )
+            return
         if result.id:
             GenerationJob.objects.filter(pk=job.pk, celery_task_id="").update(
                 celery_task_id=result.id
