@@ -150,12 +150,29 @@ class GenerationJobAdmin(admin.ModelAdmin):
     @admin.action(description=_("Retry failed and stuck jobs"), permissions=["change"])
     def retry_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
         """Queue failed jobs and long-queued jobs again; tell the editor what was skipped."""
-        queued = skipped = 0
+        queued = skipped = unsent = 0
         for job in queryset.select_related("slot", "segment"):
-            if retry_job(job):
-                queued += 1
-            else:
+            if not retry_job(job):
                 skipped += 1
+            elif GenerationJob.objects.filter(
+                pk=job.pk, status=GenerationJob.Status.FAILED, error__startswith="Could not send"
+            ).exists():
+                unsent += 1  # sent at once (no transaction) and the broker refused it
+            else:
+                queued += 1
+        if unsent:
+            self.message_user(
+                request,
+                ngettext(
+                    "Could not send %(count)s job to the queue: is the Celery broker down? "
+                    "It stays failed; retry it once the broker is back.",
+                    "Could not send %(count)s jobs to the queue: is the Celery broker down? "
+                    "They stay failed; retry them once the broker is back.",
+                    unsent,
+                )
+                % {"count": unsent},
+                messages.ERROR,
+            )
         if queued:
             self.message_user(
                 request,
