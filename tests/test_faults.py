@@ -498,6 +498,32 @@ def test_broker_and_buffer_down_while_visitors_browse_write_events_directly(
     assert len(set(sent)) == len(sent)
 
 
+@pytest.mark.django_db(transaction=True)  # on_commit runs at once, as in a real request
+def test_broker_down_while_an_editor_retries_a_job_says_so_and_a_later_retry_works(
+    generation, broker_down
+):
+    job = service.create_job(generation["slot"], generation["runners"], 2)
+    service.mark_failed(job.pk, "RuntimeError: the GPU fell over")
+    client = superuser_client()
+    retry = {"action": "retry_jobs", "_selected_action": [job.pk]}
+
+    response = client.post(JOBS, retry, follow=True)
+    assert response.status_code == 200
+    assert "Could not send 1 job to the queue: is the Celery broker down?" in (
+        response.content.decode()
+    )
+    job.refresh_from_db()
+    assert job.status == GenerationJob.Status.FAILED  # not left "queued" as if on its way
+    assert job.error.startswith("Could not send the job to the queue")
+    assert ">failed</span>" in job_row(client, job)
+
+    broker_down()  # back (and, in these tests, run at once)
+    response = client.post(JOBS, retry, follow=True)
+    assert "Queued 1 job again." in response.content.decode()
+    job.refresh_from_db()
+    assert job.status == GenerationJob.Status.SUCCEEDED and job.variants.count() == 2
+
+
 # The database down while a page renders --------------------------------------------------------
 
 
