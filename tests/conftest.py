@@ -87,6 +87,30 @@ def aigc(settings):
     return change
 
 
+DUMMY_COPY = "aigc_django.generation.backends.dummy.DummyCopyBackend"
+DUMMY_IMAGE = "aigc_django.generation.backends.dummy.DummyImageBackend"
+
+
+@pytest.fixture
+def dummy_backends(aigc, settings, tmp_path, request):
+    """The dummy copy and image backends, media files under ``tmp_path``, fresh backends.
+
+    A test module's ``DUMMY_GENERATION`` dict adds ``AIGC["GENERATION"]`` options. Modules
+    use it with ``pytestmark = pytest.mark.usefixtures("dummy_backends")`` or ask for it.
+    """
+    from aigc_django.generation import backends
+
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    aigc(
+        COPY_BACKENDS={"default": {"BACKEND": DUMMY_COPY, "OPTIONS": {}}},
+        IMAGE_BACKENDS={"default": {"BACKEND": DUMMY_IMAGE}},
+        GENERATION=getattr(request.module, "DUMMY_GENERATION", {}),
+    )
+    backends.reset()
+    yield
+    backends.reset()
+
+
 BROWSER_UA = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/126.0 Safari/537.36"

@@ -16,29 +16,20 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from playwright.sync_api import Locator, Page, expect
 
-from aigc_django.generation import backends, service
+from aigc_django.generation import service
 from aigc_django.models import Review, Slot, Variant
 from aigc_django.profiles.build import ensure_everyone
 from tests.shopapp.models import Category, Product
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-DUMMY_COPY = "aigc_django.generation.backends.dummy.DummyCopyBackend"
-DUMMY_IMAGE = "aigc_django.generation.backends.dummy.DummyImageBackend"
 PASSWORD = "browser-test-password"
 DECISION_BUTTONS = ["Approve", "Reject", "Archive", "Regenerate"]
 
 
 @pytest.fixture(autouse=True)
-def dummy_backends(aigc, settings, tmp_path: Path):
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    aigc(
-        COPY_BACKENDS={"default": {"BACKEND": DUMMY_COPY, "OPTIONS": {}}},
-        IMAGE_BACKENDS={"default": {"BACKEND": DUMMY_IMAGE}},
-    )
-    backends.reset()
-    yield
-    backends.reset()
+def _dummy_backends(dummy_backends):
+    """Every test here generates with the dummy backends (tests/conftest.py)."""
 
 
 @pytest.fixture

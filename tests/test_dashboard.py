@@ -18,7 +18,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from aigc_django.generation import backends, service
+from aigc_django.generation import service
 from aigc_django.models import GenerationJob, Profile, Segment, Slot, Variant, Visitor
 from aigc_django.moderation import charts, stats
 from tests.shopapp.models import Category
@@ -28,23 +28,16 @@ pytestmark = pytest.mark.django_db
 
 DASHBOARD = "/admin/aigc_django/slot/dashboard/"
 GENERATE = "/admin/aigc_django/slot/dashboard/generate/"
-DUMMY_COPY = "aigc_django.generation.backends.dummy.DummyCopyBackend"
-DUMMY_IMAGE = "aigc_django.generation.backends.dummy.DummyImageBackend"
 # The app's charts (the admin has SVG icons of its own).
 SVG = re.compile(r'<svg xmlns="http://www.w3.org/2000/svg" width=.*?</svg>', re.S)
 
 
+DUMMY_GENERATION = {"BATCH_SIZE": 4, "RETRY_BACKOFF": 0}
+
+
 @pytest.fixture(autouse=True)
-def dummy_backends(aigc, settings, tmp_path):
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    aigc(
-        COPY_BACKENDS={"default": {"BACKEND": DUMMY_COPY, "OPTIONS": {}}},
-        IMAGE_BACKENDS={"default": {"BACKEND": DUMMY_IMAGE}},
-        GENERATION={"BATCH_SIZE": 4, "RETRY_BACKOFF": 0},
-    )
-    backends.reset()
-    yield
-    backends.reset()
+def _dummy_backends(dummy_backends):
+    """Every test here generates with the dummy backends (tests/conftest.py)."""
 
 
 @pytest.fixture

@@ -18,26 +18,19 @@ from aigc_django.generation.briefs import Brief, Product
 from aigc_django.generation.safety import check_copy
 from aigc_django.models import GenerationJob, Segment, Slot, Variant
 from aigc_django.tasks import generate_variants
+from tests.conftest import DUMMY_COPY
 from tests.shopapp.models import Category
 from tests.shopapp.models import Product as ShopProduct
 
 pytestmark = pytest.mark.django_db
 
-DUMMY_COPY = "aigc_django.generation.backends.dummy.DummyCopyBackend"
-DUMMY_IMAGE = "aigc_django.generation.backends.dummy.DummyImageBackend"
+
+DUMMY_GENERATION = {"BATCH_SIZE": 4, "RETRY_BACKOFF": 0}
 
 
 @pytest.fixture(autouse=True)
-def dummy_backends(aigc, settings, tmp_path):
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    aigc(
-        COPY_BACKENDS={"default": {"BACKEND": DUMMY_COPY, "OPTIONS": {}}},
-        IMAGE_BACKENDS={"default": {"BACKEND": DUMMY_IMAGE}},
-        GENERATION={"BATCH_SIZE": 4, "RETRY_BACKOFF": 0},
-    )
-    backends.reset()
-    yield
-    backends.reset()
+def _dummy_backends(dummy_backends):
+    """Every test here generates with the dummy backends (tests/conftest.py)."""
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from django.core.files.storage import default_storage
 from django.test import Client, override_settings
 
 from aigc_django.checks import check_moderation
-from aigc_django.generation import backends, service
+from aigc_django.generation import service
 from aigc_django.models import Review, Segment, Slot, Variant
 from aigc_django.moderation import review
 from aigc_django.signals import variant_approved, variant_rejected, variant_reviewed
@@ -22,8 +22,6 @@ from tests.shopapp.models import Product as ShopProduct
 
 pytestmark = pytest.mark.django_db
 
-DUMMY_COPY = "aigc_django.generation.backends.dummy.DummyCopyBackend"
-DUMMY_IMAGE = "aigc_django.generation.backends.dummy.DummyImageBackend"
 CHANGELIST = "/admin/aigc_django/variant/"
 
 
@@ -31,17 +29,12 @@ def page(variant: Variant) -> str:
     return f"/admin/aigc_django/variant/{variant.pk}/change/"
 
 
+DUMMY_GENERATION = {"RENDITION_WIDTHS": [200]}
+
+
 @pytest.fixture(autouse=True)
-def dummy_backends(aigc, settings, tmp_path):
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    aigc(
-        COPY_BACKENDS={"default": {"BACKEND": DUMMY_COPY, "OPTIONS": {}}},
-        IMAGE_BACKENDS={"default": {"BACKEND": DUMMY_IMAGE}},
-        GENERATION={"RENDITION_WIDTHS": [200]},
-    )
-    backends.reset()
-    yield
-    backends.reset()
+def _dummy_backends(dummy_backends):
+    """Every test here generates with the dummy backends (tests/conftest.py)."""
 
 
 @pytest.fixture

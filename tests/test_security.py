@@ -42,27 +42,21 @@ from tests.shopapp.models import Product as ShopProduct
 
 pytestmark = pytest.mark.django_db
 
-DUMMY_COPY = "aigc_django.generation.backends.dummy.DummyCopyBackend"
-DUMMY_IMAGE = "aigc_django.generation.backends.dummy.DummyImageBackend"
 EVENTS = "/aigc/api/events/"
 ME = "/aigc/api/me/"
 FEEDBACK = "/aigc/api/feedback/"
 CSRF = "a" * 32
 
 
+DUMMY_GENERATION = {"RENDITION_WIDTHS": [200], "RETRY_BACKOFF": 0}
+
+
 @pytest.fixture(autouse=True)
-def dummy_backends(aigc, settings, tmp_path):
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    aigc(
-        COPY_BACKENDS={"default": {"BACKEND": DUMMY_COPY, "OPTIONS": {}}},
-        IMAGE_BACKENDS={"default": {"BACKEND": DUMMY_IMAGE}},
-        GENERATION={"RENDITION_WIDTHS": [200], "RETRY_BACKOFF": 0},
-    )
-    backends.reset()
+def _dummy_backends_and_a_clean_cache(dummy_backends):
+    """The dummy backends (tests/conftest.py) and no delivery state from another test."""
     cache.clear()
     delivery_cache.forget_local()
     yield
-    backends.reset()
     cache.clear()
     delivery_cache.forget_local()
 
