@@ -216,7 +216,9 @@ def main() -> None:
     print(f"Example catalog: {args.products} products in {time.perf_counter() - started:.1f}s")
     steps = args.steps or DEFAULT_STEPS
     started = time.perf_counter()
-    artifact = train_gan_model(steps=steps, device=args.device, seed=args.seed)
+    artifact = train_gan_model(
+        steps=steps, device=args.device, seed=args.seed, threads=args.threads
+    )
     wall = time.perf_counter() - started
     m = artifact.metrics
     print(

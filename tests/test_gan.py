@@ -122,8 +122,10 @@ def pixels(image: Image.Image) -> bytes:
 
 def test_training_makes_versioned_artifacts_with_a_report(models_dir):
     make_shop()
+    threads = torch.get_num_threads()
     first = train_small()
     second = train_small(seed=1)
+    assert torch.get_num_threads() == threads and second.metrics["threads"] == 1
     assert (first.kind, first.version, second.version) == ("gan", 1, 2)
     first.refresh_from_db()
     assert not first.active and second.active

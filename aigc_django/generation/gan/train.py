@@ -111,6 +111,7 @@ def train_gan_model(
     g_learning_rate: float = 2e-4,
     d_learning_rate: float = 4e-4,
     min_images: int = MIN_IMAGES,
+    threads: int | None = 1,
 ) -> ModelArtifact:
     """Train a GAN on the shop's images and make it the active ``ModelArtifact(kind="gan")``.
 
@@ -119,6 +120,10 @@ def train_gan_model(
     ``progress(step, total)`` is called after every step. ``device``: "cpu", "cuda", ...
     (None: ``AIGC["PROFILES"]["DEVICE"]``; "auto" picks CUDA when there is one). Raises
     ``TooFewImages`` (nothing written) with fewer than ``min_images`` usable images.
+    ``threads``: torch CPU threads while training on the CPU (restored afterwards; None:
+    leave torch's setting). One by default: the layers are small, so more threads mostly
+    add synchronisation (one thread ran 3 to 8 times faster than two on a busy 2-core
+    machine; see docs/performance.md).
     """
     from aigc_django.conf import aigc_settings
     from aigc_django.generation.backends.base import torch_device
@@ -134,6 +139,66 @@ def train_gan_model(
     if steps is None:
         steps = max(1, math.ceil(epochs * len(data) / batch_size)) if epochs else DEFAULT_STEPS
     prepared = time.perf_counter() - started
+    before = torch.get_num_threads()
+    if threads is not None and target.type == "cpu":
+        torch.set_num_threads(max(1, int(threads)))
+    used_threads = torch.get_num_threads() if target.type == "cpu" else None
+    try:
+        ema, d_losses, g_losses, train_seconds = _train(
+            data,
+            steps,
+            target,
+            seed,
+            progress,
+            batch_size,
+            resolution,
+            channels,
+            z_dim,
+            g_learning_rate,
+            d_learning_rate,
+        )
+    finally:
+        torch.set_num_threads(before)
+    tail = max(1, steps // 10)
+    metrics = {
+        "images": len(data),
+        "sources": data.sources,
+        "categories": data.vocabulary,
+        "resolution": resolution,
+        "parameters": ema.parameter_count(),
+        "batch_size": batch_size,
+        "steps": steps,
+        "epochs": round(steps * batch_size / len(data), 2),
+        # Means over the last tenth of training (single steps are noisy).
+        "d_loss": round(sum(d_losses[-tail:]) / tail, 4),
+        "g_loss": round(sum(g_losses[-tail:]) / tail, 4),
+        "d_loss_curve": _curve(d_losses),
+        "g_loss_curve": _curve(g_losses),
+        "seconds": round(time.perf_counter() - started, 2),
+        "prepare_seconds": round(prepared, 2),
+        "train_seconds": round(train_seconds, 2),
+        "images_per_second": round(steps * batch_size / max(train_seconds, 1e-9), 1),
+        "device": str(target),
+        "threads": used_threads,
+        "seed": seed,
+    }
+    return _save(ema.cpu(), data.vocabulary, metrics, model_dir() / KIND)
+
+
+def _train(
+    data: ImageSet,
+    steps: int,
+    target: torch.device,
+    seed: int,
+    progress: Progress | None,
+    batch_size: int,
+    resolution: int,
+    channels: int,
+    z_dim: int,
+    g_learning_rate: float,
+    d_learning_rate: float,
+) -> tuple[ganmodel.Generator, list[float], list[float], float]:
+    """The training loop: the EMA generator, the losses per step and the loop's seconds."""
     config = ganmodel.GanConfig(
         categories=len(data.vocabulary) + 1,
         resolution=resolution,
@@ -181,30 +246,7 @@ def train_gan_model(
             )
         if progress is not None:
             progress(step, steps)
-    train_seconds = time.perf_counter() - train_started
-    tail = max(1, steps // 10)
-    metrics = {
-        "images": len(data),
-        "sources": data.sources,
-        "categories": data.vocabulary,
-        "resolution": resolution,
-        "parameters": ema.parameter_count(),
-        "batch_size": batch_size,
-        "steps": steps,
-        "epochs": round(steps * batch_size / len(data), 2),
-        # Means over the last tenth of training (single steps are noisy).
-        "d_loss": round(sum(d_losses[-tail:]) / tail, 4),
-        "g_loss": round(sum(g_losses[-tail:]) / tail, 4),
-        "d_loss_curve": _curve(d_losses),
-        "g_loss_curve": _curve(g_losses),
-        "seconds": round(time.perf_counter() - started, 2),
-        "prepare_seconds": round(prepared, 2),
-        "train_seconds": round(train_seconds, 2),
-        "images_per_second": round(steps * batch_size / max(train_seconds, 1e-9), 1),
-        "device": str(target),
-        "seed": seed,
-    }
-    return _save(ema.cpu(), data.vocabulary, metrics, model_dir() / KIND)
+    return ema, d_losses, g_losses, time.perf_counter() - train_started
 
 
 def _curve(losses: list[float], points: int = 10) -> list[float]:
