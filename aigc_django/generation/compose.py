@@ -780,16 +780,18 @@ def choose_layout(
         errors = runtime.status()["errors"] if use_model else {}
         note = "the layout model cannot be loaded" if errors else ""
         return LayoutChoice(reference, "fixed", content=content, note=note)
-    from aigc_django.generation.layouts.metrics import element_alignment, elements_of
+    from aigc_django.generation.layouts.metrics import alignment, element_alignment, elements_of
     from aigc_django.generation.layouts.repair import repair
 
-    def misalignment(layout: Layout) -> float:
-        return element_alignment([elements_of(layout.boxes, size, layout.cta_label)])
+    def misalignment(layout: Layout) -> tuple[float, float]:
+        """PosterLayout's alignment, then the per-element one (lower is better)."""
+        found = [elements_of(layout.boxes, size, layout.cta_label)]
+        return alignment(found), element_alignment(found)
 
-    # The first repaired sample at least as well aligned as the fixed layout, else the best
-    # aligned of those that repair.
+    # The first repaired sample at least as well aligned as the fixed layout (on both
+    # measures), else the best aligned of those that repair.
     goal = misalignment(reference)
-    best: tuple[float, Layout] | None = None
+    best: tuple[tuple[float, float], Layout] | None = None
     for boxes in proposals.boxes:
         try:
             layout = repair(
@@ -803,7 +805,7 @@ def choose_layout(
         score = misalignment(layout)
         if best is None or score < best[0]:
             best = (score, layout)
-        if score <= goal:
+        if score[0] <= goal[0] and score[1] <= goal[1]:
             break
     if best is not None:
         return LayoutChoice(best[1], "vae", proposals.model, proposals.seed, content)

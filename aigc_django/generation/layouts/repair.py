@@ -12,8 +12,10 @@ it:
 2. boxes are moved inside the safe margins (``compose.margin``);
 3. overlapping boxes are pushed apart along the shorter way out (products and the logo
    shrink a little when pushing alone does not do), keeping a small gap;
-4. edges and centres within 2% of each other are snapped together (alignment), where that
-   makes no new overlap;
+4. alignment: the text column and the product images are lined up when they nearly are
+   (within 10%), edges and centres within 5% of each other are snapped together, and when
+   still no two elements share an edge or centre line the closest pair is made to; each
+   move only where it makes no overlap;
 5. the result is checked: nothing overlaps, nothing reaches into the margins, and every
    element the fixed layout shows is shown. Anything else is rejected (``None``), and the
    composer falls back to its fixed layout.
@@ -183,6 +185,7 @@ def repair(
     _align_groups(boxes, area, sep, size)
     for _ in range(2):  # a second pass catches edges the first one brought close
         _snap(boxes, area, sep, size)
+    _share_an_edge(boxes, area, sep)
     if _colliding(boxes, sep) or compose.outside_margin(boxes, size, m):
         return None
     for name in movable:
@@ -292,6 +295,31 @@ def _align_groups(boxes: dict[str, Box], area: Box, sep: int, size: tuple[int, i
             ):
                 boxes.update(moved)
                 break
+
+
+def _share_an_edge(boxes: dict[str, Box], area: Box, sep: int) -> None:
+    """When no two elements share an edge or a centre line, move one so that the closest
+    pair does (the nearest move that makes no overlap): nothing floats unrelated."""
+    names = sorted(boxes)
+    if len(names) < 2:
+        return
+    moves = []
+    for axis in (0, 1):
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                for kind in ("lo", "mid", "hi"):
+                    delta = _edge(boxes[a], axis, kind) - _edge(boxes[b], axis, kind)
+                    if abs(delta) < 0.5:
+                        return  # already shared
+                    moves.append((abs(delta), axis, b, round(delta)))
+                    moves.append((abs(delta), axis, a, -round(delta)))
+    for _, axis, name, delta in sorted(moves):
+        box = boxes[name]
+        moved = _shift(box, delta, 0) if axis == 0 else _shift(box, 0, delta)
+        rest = [o for n, o in boxes.items() if n != name]
+        if _inside(moved, area) == moved and not any(_hits(moved, o, sep) for o in rest):
+            boxes[name] = moved
+            return
 
 
 def _edge(box: Box, axis: int, kind: str) -> float:
