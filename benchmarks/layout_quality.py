@@ -219,8 +219,8 @@ def main() -> None:
         share = repaired.get(name)
         print(
             f"{name:<18}{len(elements[name]):>6}{scores['validity']:>10.4f}"
-            f"{scores['overlap']:>10.4f}{scores['alignment']:>11.5f}"
-            f"{scores['element_alignment']:>11.5f}{scores['underlay']:>8.3f}"
+            f"{scores['overlap']:>10.4f}{scores['alignment']:>11.6f}"
+            f"{scores['element_alignment']:>11.6f}{scores['underlay']:>8.3f}"
             f"{scores['underlay_strict']:>8.3f}"
             f"{(f'{share[0] / share[1]:.1%}' if share else '-'):>10}"
         )
