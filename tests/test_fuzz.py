@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import copy
 import json
+import random
+import types
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,12 +33,16 @@ from django.core.cache import cache
 from django.http import HttpResponse
 from django.test import Client
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis.core import NOT_SET
 
+from aigc_django.delivery import bandit, clicks, selection
 from aigc_django.delivery import cache as delivery_cache
-from aigc_django.delivery import clicks
+from aigc_django.exceptions import InvalidEvent
 from aigc_django.models import Event, Profile, Segment, Slot, Variant, Visitor
 from aigc_django.profiles.build import ensure_everyone
+from aigc_django.tracking import ingest
+from aigc_django.tracking.events import MAX_KEY_LENGTH, allowed_kinds, clean_event
 from tests.conftest import BROWSER_UA
 
 pytestmark = pytest.mark.django_db
@@ -394,3 +401,403 @@ def test_the_largest_database_integer_is_still_an_id(world):
     response = client.post("/aigc/api/feedback/", body, content_type="application/json")
     assert response.status_code == 202, response.content
     assert response.json() == {"impressions": 1, "ignored": 1, "clicks": 0}
+
+
+# Property tests: event validation --------------------------------------------------------
+
+PROPERTIES = settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+# Any text a JSON parser can hand over, lone surrogates and NUL included.
+any_text = st.text(
+    st.characters(exclude_categories=()) | st.sampled_from(["\ud800", "\udfff", "\x00"]),
+    max_size=40,
+)
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()  # unbounded, as JSON is
+    | st.integers(2**1000, 2**1100)  # beyond a double
+    | st.floats()  # NaN and infinities too: track() gets Python values
+    | any_text,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(any_text, children, max_size=4)
+    ),
+    max_leaves=12,
+)
+KINDS = sorted(allowed_kinds())
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+# Events that get past the first checks more often: a known kind, known fields with any
+# values, sometimes one unknown field.
+near_valid_events = st.tuples(
+    st.fixed_dictionaries(
+        {"kind": st.sampled_from(KINDS)},
+        optional={
+            "item": any_text | st.integers() | json_values,
+            "category": any_text | json_values,
+            "value": st.floats() | st.integers() | st.integers(2**1000, 2**1100) | json_values,
+            "properties": st.dictionaries(any_text, json_values, max_size=4) | json_values,
+            "occurred_at": st.timedeltas(timedelta(days=-400), timedelta(days=400)).map(
+                lambda delta: (NOW + delta).isoformat()
+            )
+            | st.datetimes().map(datetime.isoformat)
+            | json_values,
+            "visitor": st.uuids().map(str) | json_values,
+        },
+    ),
+    st.just({}) | st.just({}) | st.dictionaries(any_text, json_values, min_size=1, max_size=1),
+).map(lambda parts: {**parts[0], **parts[1]})
+
+
+def storable(event: dict[str, Any]) -> bool:
+    """What both databases can store: UTF-8 text without NUL, finite numbers."""
+    text = json.dumps(event, ensure_ascii=False, allow_nan=False)
+    text.encode("utf-8")
+    return "\\u0000" not in json.dumps(event)
+
+
+@PROPERTIES
+@given(raw=near_valid_events | json_values, server=st.booleans())
+def test_clean_event_accepts_or_raises_invalid_event_only(raw: Any, server: bool) -> None:
+    visitor = None if server else uuid.uuid4()
+    try:
+        event = clean_event(raw, visitor_id=visitor, allow_visitor_field=server, now=NOW)
+    except InvalidEvent as exc:
+        # The error names a field and says what is wrong, in text the API can render.
+        assert isinstance(exc.field, str) and exc.message
+        json.dumps({"field": exc.field, "message": exc.message}, ensure_ascii=False).encode()
+        return
+    assert set(event) == {
+        "visitor",
+        "kind",
+        "item",
+        "category",
+        "value",
+        "properties",
+        "occurred_at",
+    }
+    assert event["kind"] in KINDS
+    assert len(event["item"]) <= MAX_KEY_LENGTH and len(event["category"]) <= MAX_KEY_LENGTH
+    assert event["value"] is None or isinstance(event["value"], float)
+    assert storable(event)
+    uuid.UUID(event["visitor"])
+    when = datetime.fromisoformat(event["occurred_at"])
+    assert NOW - timedelta(days=395) <= when <= NOW + timedelta(minutes=5)
+
+
+key_text = st.text(
+    st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=MAX_KEY_LENGTH
+)
+plain_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53), 2**53)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | key_text.map(lambda t: t[:20]),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(key_text.map(lambda t: t[:10]), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+valid_events = st.fixed_dictionaries(
+    {"kind": st.sampled_from(KINDS)},
+    optional={
+        "item": key_text | st.integers(0, 10**12),
+        "category": key_text,
+        "value": st.floats(-1e12, 1e12, allow_nan=False) | st.integers(-(10**9), 10**9),
+        "properties": st.dictionaries(key_text.map(lambda t: t[:10]), plain_json, max_size=4),
+        "occurred_at": st.timedeltas(timedelta(0), timedelta(days=394)).map(
+            lambda ago: (NOW - ago).isoformat()
+        ),
+    },
+)
+
+
+@PROPERTIES
+@given(raw=valid_events)
+def test_valid_events_are_accepted_unchanged_and_cleaning_is_idempotent(raw: dict) -> None:
+    visitor = uuid.uuid4()
+    event = clean_event(raw, visitor_id=visitor, now=NOW)
+    assert event["visitor"] == str(visitor) and event["kind"] == raw["kind"]
+    assert event["item"] == ("" if raw.get("item") is None else str(raw["item"]))
+    assert event["category"] == raw.get("category", "")
+    assert event["value"] == (None if raw.get("value") is None else float(raw["value"]))
+    assert event["properties"] == raw.get("properties", {})
+    if "occurred_at" in raw:
+        assert datetime.fromisoformat(event["occurred_at"]) == datetime.fromisoformat(
+            raw["occurred_at"]
+        )
+    # A clean event (as it waits in a buffer) passes validation again, unchanged.
+    again = {k: v for k, v in event.items() if k != "visitor"}
+    assert clean_event(again, visitor_id=visitor, now=NOW) == event
+    # And it survives the JSON round trip of a Redis buffer.
+    assert clean_event(json.loads(json.dumps(again)), visitor_id=visitor, now=NOW) == event
+
+
+def test_valid_events_round_trip_through_the_database() -> None:
+    visitor = Visitor.objects.create()
+
+    @settings(PROPERTIES, max_examples=40)
+    @given(raws=st.lists(valid_events, min_size=1, max_size=4))
+    def run(raws: list[dict]) -> None:
+        now = datetime.now(UTC)
+        fresh = [
+            {**raw, "occurred_at": (now - (NOW - datetime.fromisoformat(raw["occurred_at"])))}
+            if "occurred_at" in raw
+            else raw
+            for raw in raws
+        ]
+        events = [clean_event(raw, visitor_id=visitor.pk, now=now) for raw in fresh]
+        Event.objects.all().delete()
+        ingest.record(events)
+        stored = list(Event.objects.order_by("id"))
+        assert [
+            {
+                "visitor": str(e.visitor_id),
+                "kind": e.kind,
+                "item": e.item_key,
+                "category": e.category_key,
+                "value": e.value,
+                "properties": e.properties,
+                "occurred_at": e.occurred_at,
+            }
+            for e in stored
+        ] == [{**e, "occurred_at": datetime.fromisoformat(e["occurred_at"])} for e in events]
+
+    run()
+
+
+# Property tests: variant selection ---------------------------------------------------------
+
+STATUSES = [s.value for s in Variant.Status]
+variant_specs = st.lists(
+    st.tuples(
+        st.sampled_from(["home-hero", "other-slot"]),
+        st.sampled_from(["runners", "cooks", "everyone"]),
+        st.sampled_from(STATUSES),
+        st.integers(0, 5000),  # impressions
+        st.integers(0, 6000),  # clicks (more than impressions: a click not flushed yet)
+    ),
+    max_size=8,
+)
+
+
+class Shop:
+    """Segments and two slots; each example replaces the variants."""
+
+    def __init__(self) -> None:
+        self.segments = {
+            "everyone": ensure_everyone(),
+            "runners": Segment.objects.create(key="runners", name="Runners"),
+            "cooks": Segment.objects.create(key="cooks", name="Cooks"),
+        }
+        self.slots = {
+            key: Slot.objects.create(key=key, name=key, sizes=[[600, 200]], link="/x/")
+            for key in ("home-hero", "other-slot")
+        }
+
+    def reset(self, specs: list, *, fallback: dict, active: bool, cooks_active: bool) -> dict:
+        """Replace the variants; return {(slot, segment): {approved ids}}."""
+        Variant.objects.all().delete()
+        Profile.objects.all().delete()
+        Visitor.objects.all().delete()
+        Slot.objects.filter(key="home-hero").update(fallback=fallback, active=active)
+        Segment.objects.filter(key="cooks").update(active=cooks_active)
+        approved: dict[tuple[str, str], set[int]] = {}
+        for slot, segment, status, shown, clicked in specs:
+            variant = Variant.objects.create(
+                slot=self.slots[slot],
+                segment=self.segments[segment],
+                status=status,
+                copy={"headline": f"{slot} {segment} {status}"},
+                impressions=shown,
+                clicks=clicked,
+            )
+            if status == Variant.Status.APPROVED:
+                approved.setdefault((slot, segment), set()).add(variant.pk)
+        cache.clear()
+        delivery_cache.forget_local()
+        return approved
+
+    def visitor(self, segment: str | None) -> uuid.UUID:
+        visitor = Visitor.objects.create()
+        if segment is not None:
+            Profile.objects.create(visitor=visitor, segment=self.segments[segment])
+        return visitor.pk
+
+
+def page_request(visitor_id: uuid.UUID | None) -> Any:
+    from django.contrib.auth.models import AnonymousUser
+    from django.test import RequestFactory
+
+    request = RequestFactory().get("/page/")
+    request.aigc_tracking = visitor_id is not None
+    request.aigc_visitor_id = visitor_id
+    request.user = AnonymousUser()
+    return request
+
+
+@pytest.fixture
+def shop() -> Iterator[Shop]:
+    yield Shop()
+    cache.clear()
+    delivery_cache.forget_local()
+
+
+SELECTION = settings(PROPERTIES, max_examples=40)
+
+
+def test_the_pick_is_an_approved_variant_of_the_slot_or_the_fallback(shop: Shop) -> None:
+    @SELECTION
+    @given(
+        specs=variant_specs,
+        segment=st.sampled_from(["runners", "cooks", None]),
+        tracked=st.booleans(),
+        fallback=st.sampled_from([{}, {"headline": "Fallback"}]),
+        active=st.booleans(),
+        cooks_active=st.booleans(),
+        seed=st.integers(0, 2**32),
+    )
+    def run(specs, segment, tracked, fallback, active, cooks_active, seed) -> None:
+        approved = shop.reset(specs, fallback=fallback, active=active, cooks_active=cooks_active)
+        visitor_id = shop.visitor(segment) if tracked else None
+        choice = selection.choose(page_request(visitor_id), "home-hero", random.Random(seed))
+
+        # The visitor's segment counts when they are tracked and it is active.
+        own = segment if tracked and segment and (segment != "cooks" or cooks_active) else None
+        own_ids = approved.get(("home-hero", own or "everyone"), set())
+        everyone_ids = approved.get(("home-hero", "everyone"), set())
+        if not active or not (own_ids or everyone_ids):
+            assert choice.variant is None
+            assert choice.fallback == fallback and choice.is_empty == (not fallback)
+        elif own_ids:
+            assert choice.variant["id"] in own_ids
+            assert choice.segment == (own or "everyone")
+        else:
+            assert choice.variant["id"] in everyone_ids and choice.segment == "everyone"
+        if choice.variant is not None:
+            assert choice.variant["slot"] == "home-hero"
+            assert Variant.objects.get(pk=choice.variant["id"]).status == "approved"
+
+    run()
+
+
+def test_sticky_picks_hold_for_the_configured_time_while_approved(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch, aigc
+) -> None:
+    clock = [1_000_000.0]
+    monkeypatch.setattr(selection, "time", types.SimpleNamespace(time=lambda: clock[0]))
+
+    @SELECTION
+    @given(
+        counts=st.lists(
+            st.tuples(st.integers(0, 3000), st.integers(0, 3000)), min_size=2, max_size=5
+        ),
+        # Long enough that the cache's own (real-time) expiry never comes first.
+        sticky=st.integers(600, 7 * 86400),
+        later=st.floats(0, 1, exclude_max=True),
+        seeds=st.lists(st.integers(0, 2**32), min_size=3, max_size=3),
+        reject=st.booleans(),
+    )
+    def run(counts, sticky, later, seeds, reject) -> None:
+        aigc(DELIVERY={"STICKY_SECONDS": sticky, "IMPRESSION_BATCH_SECONDS": 0})
+        specs = [("home-hero", "runners", "approved", i, c) for i, c in counts]
+        approved = shop.reset(specs, fallback={}, active=True, cooks_active=True)
+        ids = approved[("home-hero", "runners")]
+        visitor_id = shop.visitor("runners")
+        start = clock[0] = 1_000_000.0
+        first = selection.choose(page_request(visitor_id), "home-hero", random.Random(seeds[0]))
+        # Later pages within the sticky time show the same variant, whatever the draw.
+        clock[0] = start + later * sticky
+        for seed in seeds[1:]:
+            again = selection.choose(page_request(visitor_id), "home-hero", random.Random(seed))
+            assert again.variant["id"] == first.variant["id"]
+        if reject:
+            # A sticky pick that is no longer approved is replaced at once.
+            Variant.objects.filter(pk=first.variant["id"]).update(status="rejected")
+            delivery_cache.bump_version()
+            delivery_cache.forget_local()
+            after = selection.choose(page_request(visitor_id), "home-hero", random.Random(0))
+            assert after.variant["id"] in ids - {first.variant["id"]}
+        else:
+            # After the sticky time the pick is drawn again (and is sticky again from then).
+            clock[0] = start + sticky + 1
+            redrawn = [
+                selection.choose(page_request(visitor_id), "home-hero", random.Random(seed))
+                for seed in seeds
+            ]
+            assert {c.variant["id"] for c in redrawn} == {redrawn[0].variant["id"]}
+            remembered = cache.get(selection.sticky_key(visitor_id))["home-hero"]
+            assert remembered == (redrawn[0].variant["id"], clock[0] + sticky)
+
+    run()
+
+
+def test_redrawing_after_the_sticky_time_is_a_fresh_draw(shop, monkeypatch, aigc) -> None:
+    """Not stuck for ever: over many expiries a visitor sees more than one variant."""
+    clock = [1_000_000.0]
+    monkeypatch.setattr(selection, "time", types.SimpleNamespace(time=lambda: clock[0]))
+    aigc(DELIVERY={"STICKY_SECONDS": 60, "IMPRESSION_BATCH_SECONDS": 0})
+    shop.reset(
+        [("home-hero", "runners", "approved", 0, 0)] * 3,
+        fallback={},
+        active=True,
+        cooks_active=True,
+    )
+    visitor_id = shop.visitor("runners")
+    rng = random.Random(5)
+    seen = set()
+    for _ in range(30):
+        clock[0] += 61
+        seen.add(selection.choose(page_request(visitor_id), "home-hero", rng).variant["id"])
+    assert len(seen) > 1
+
+
+@PROPERTIES
+@given(
+    impressions=st.integers(300, 100_000),
+    worse=st.floats(0.0, 0.5),
+    gap=st.floats(0.05, 0.5),
+    others=st.integers(0, 3),
+    seed=st.integers(0, 2**32),
+)
+def test_thompson_sampling_favours_a_clearly_better_click_through(
+    impressions, worse, gap, others, seed
+) -> None:
+    better = min(worse + gap, 1.0)
+    # "Clearly": the gap is four standard deviations of the two posteriors together.
+    spread = ((better * (1 - better) + worse * (1 - worse)) / impressions) ** 0.5
+    if better - worse < 4 * spread:
+        return
+    counts = {1: (impressions, round(impressions * worse))}
+    counts[2] = (impressions, round(impressions * better))
+    for arm in range(3, 3 + others):
+        counts[arm] = (impressions, round(impressions * worse))
+    rng = random.Random(seed)
+    ids = list(counts)
+    picks = [bandit.thompson_pick(ids, counts, rng) for _ in range(200)]
+    assert picks.count(2) >= 0.9 * len(picks)
+    # And any pick at all is one of the candidates, whatever the counts.
+    assert set(picks) <= set(ids)
+
+
+@PROPERTIES
+@given(
+    counts=st.dictionaries(
+        st.integers(1, 50),
+        st.tuples(st.integers(-10, 10**9), st.integers(-10, 10**9)),
+        min_size=1,
+        max_size=6,
+    ),
+    seed=st.integers(0, 2**32),
+)
+def test_thompson_pick_returns_a_candidate_whatever_the_counts(counts, seed) -> None:
+    ids = list(counts)
+    assert bandit.thompson_pick(ids, counts, random.Random(seed)) in ids
+    candidates = [{"id": i, "impressions": n, "clicks": c} for i, (n, c) in counts.items()]
+    assert selection.pick(candidates, random.Random(seed)) in ids
