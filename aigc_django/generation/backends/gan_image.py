@@ -120,8 +120,9 @@ def fit_sample(
     if grain > 0:
         import numpy as np
 
-        noise = np.random.default_rng(seed & 0xFFFF_FFFF).normal(0, grain * 255, (height, width))
-        pixels = np.asarray(image, dtype=np.float32) + noise[..., None].astype(np.float32)
+        rng = np.random.default_rng(seed & 0xFFFF_FFFF)
+        noise = rng.standard_normal((height, width), dtype=np.float32) * np.float32(grain * 255)
+        pixels = np.asarray(image, dtype=np.float32) + noise[..., None]
         image = Image.fromarray(pixels.clip(0, 255).round().astype(np.uint8), "RGB")
     return image
 
