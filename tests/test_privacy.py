@@ -14,6 +14,8 @@ from django.utils import timezone
 
 from aigc_django import track
 from aigc_django.models import Event, IngestBatch, Profile, Visitor
+from aigc_django.tracking.events import allowed_kinds
+from tests.conftest import BROWSER_UA
 
 pytestmark = pytest.mark.django_db
 
@@ -118,3 +120,140 @@ def test_erasure_flushes_buffered_events_first(aigc):
     call_command("aigc_erase_visitor", str(visitor.pk), stdout=StringIO())
     assert not Event.objects.exists()
     assert not Visitor.objects.exists()
+
+
+# Erasure and export, checked by scanning every table of the app ----------------------------
+
+
+def rows_about(visitor_ids: set[str]) -> dict[str, set]:
+    """Every row of every model of the app that references one of the visitors: by a
+    foreign key, by the id in any text or UUID column, or anywhere inside a JSON column.
+    Returns {model label: {primary keys}}."""
+    from django.apps import apps
+    from django.db import models
+
+    needles = visitor_ids | {uuid.UUID(v).hex for v in visitor_ids}
+    found: dict[str, set] = {}
+    for model in apps.get_app_config("aigc_django").get_models():
+        for row in model._default_manager.all():
+            for field in model._meta.concrete_fields:
+                value = field.value_from_object(row)
+                if value is None:
+                    continue
+                if isinstance(field, models.JSONField):
+                    text = json.dumps(value, default=str)
+                else:
+                    text = str(value)
+                if any(needle in text for needle in needles):
+                    found.setdefault(model._meta.label, set()).add(row.pk)
+    return found
+
+
+@pytest.fixture
+def browser_pair():
+    """Two browsers of one account holder (logged in on the first) and someone else's."""
+    from django.test import Client
+
+    User.objects.create_user("ada", password="pw")
+    headers = {"User-Agent": BROWSER_UA, "Origin": "http://testserver"}
+    account, anonymous, other = (
+        Client(headers=headers),
+        Client(headers=headers),
+        Client(headers=headers),
+    )
+    account.get("/visitor/")
+    assert account.post("/login/", {"username": "ada", "password": "pw"}).status_code == 200
+    return account, anonymous, other
+
+
+def test_erasure_leaves_no_row_about_the_visitor_and_export_returns_every_row(
+    browser_pair, django_capture_on_commit_callbacks
+):
+    from django.core.cache import cache
+
+    from aigc_django.delivery import clicks, selection
+    from aigc_django.models import Segment, Slot, Variant
+    from aigc_django.profiles.build import ensure_everyone
+
+    account, anonymous, other = browser_pair
+    root = account.get("/visitor/").json()["visitor"]
+    merged = anonymous.get("/visitor/").json()["visitor"]
+    # The anonymous visitor had a profile (and a segment) before logging in and merging.
+    runners = Segment.objects.create(key="runners", name="Runners")
+    Profile.objects.create(visitor_id=merged, segment=runners, interests={"shoes": 1.0})
+    anonymous.post(
+        "/aigc/api/events/",
+        json.dumps([{"kind": "search", "properties": {"q": "boots"}}]),
+        content_type="application/json",
+    )
+    assert anonymous.post("/login/", {"username": "ada", "password": "pw"}).status_code == 200
+    assert Visitor.objects.get(pk=merged).merged_into_id == uuid.UUID(root)
+
+    # Every kind of event, impressions and clicks of generated content, a conversion.
+    slot = Slot.objects.create(key="home-hero", name="Hero", link="/sale/")
+    variant = Variant.objects.create(
+        slot=slot, segment=ensure_everyone(), status=Variant.Status.APPROVED, copy={}
+    )
+    Profile.objects.create(visitor_id=root, segment=runners, top_items=["sku-1"])
+    kinds = sorted(allowed_kinds())
+    body = [{"kind": kind, "item": "sku-1", "properties": {"n": i}} for i, kind in enumerate(kinds)]
+    response = account.post("/aigc/api/events/", json.dumps(body), content_type="application/json")
+    assert response.status_code == 202, response.content
+    token = clicks.sign_click(variant.pk, "home-hero", "/sale/")
+    response = account.post(
+        "/aigc/api/feedback/",
+        json.dumps({"impressions": [variant.pk], "clicks": [token]}),
+        content_type="application/json",
+    )
+    assert response.json() == {"impressions": 1, "ignored": 0, "clicks": 1}
+    assert account.get(f"/aigc/r/{token}/").status_code == 302
+    account.post(
+        "/aigc/api/events/",
+        json.dumps([{"kind": "purchase", "value": 20}]),
+        content_type="application/json",
+    )
+    # The purchase converted the click (it consumed the visitor's last click); a new click
+    # leaves one waiting for a purchase, kept in the cache under the visitor's id.
+    last_click = f"aigc:fb:last_click:{root}"
+    assert cache.get(last_click) is None
+    assert account.get(f"/aigc/r/{token}/").status_code == 302
+    assert cache.get(last_click) is not None
+    selection.choose(account.get("/store/").wsgi_request, "home-hero")
+    # Someone else's data, which must survive.
+    other_id = other.get("/visitor/").json()["visitor"]
+    other.post(
+        "/aigc/api/events/", json.dumps([{"kind": "page_view"}]), content_type="application/json"
+    )
+    bystander = rows_about({other_id})
+    assert bystander["aigc_django.Event"]
+
+    ids = {root, merged}
+    before = rows_about(ids)
+    assert set(before) >= {"aigc_django.Visitor", "aigc_django.Event", "aigc_django.Profile"}
+
+    # Export: every row the scan finds is in it.
+    exported = account.get("/aigc/api/me/").json()
+    covered = {
+        "aigc_django.Visitor": {exported["visitor"]["id"], *exported["visitor"]["merged_visitors"]},
+        "aigc_django.Event": len(exported["events"]),
+        "aigc_django.Profile": {p["visitor"] for p in exported["merged_profiles"]}
+        | ({exported["visitor"]["id"]} if exported["profile"] else set()),
+    }
+    assert set(before) <= set(covered), f"export leaves out {set(before) - set(covered)}"
+    assert {str(pk) for pk in before["aigc_django.Visitor"]} == covered["aigc_django.Visitor"]
+    assert len(before["aigc_django.Event"]) == covered["aigc_django.Event"]
+    profile_owners = {
+        str(p.visitor_id) for p in Profile.objects.filter(pk__in=before["aigc_django.Profile"])
+    }
+    assert profile_owners == covered["aigc_django.Profile"] == ids
+    assert {e["kind"] for e in exported["events"]} >= set(kinds) | {"click", "search"}
+
+    # Erasure: no row of any table refers to them; the cache forgets them too.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert account.delete("/aigc/api/me/").status_code == 200
+    assert rows_about(ids) == {}
+    for visitor_id in ids:
+        assert cache.get(selection.sticky_key(visitor_id)) is None
+        assert cache.get(f"aigc:fb:last_click:{visitor_id}") is None
+    assert rows_about({other_id}) == bystander
+    assert User.objects.filter(username="ada").exists()  # the project's account is its own

@@ -43,7 +43,10 @@ def export_visitor(visitor_id: uuid.UUID | str) -> dict[str, Any] | None:
         return None
     ids = _visitor_ids(visitor.id)
     events = Event.objects.filter(visitor_id__in=ids).order_by("occurred_at", "id")
-    profile = Profile.objects.filter(visitor=visitor).select_related("segment").first()
+    profiles = {
+        profile.visitor_id: _profile_data(profile)
+        for profile in Profile.objects.filter(visitor_id__in=ids).select_related("segment")
+    }
     return {
         "visitor": {
             "id": str(visitor.id),
@@ -52,22 +55,9 @@ def export_visitor(visitor_id: uuid.UUID | str) -> dict[str, Any] | None:
             "last_seen": visitor.last_seen.isoformat(),
             "merged_visitors": [str(i) for i in ids[1:]],
         },
-        "profile": None
-        if profile is None
-        else {
-            "interests": profile.interests,
-            "embedding": profile.embedding,
-            "top_items": profile.top_items,
-            "recency_days": profile.recency_days,
-            "frequency": profile.frequency,
-            "monetary": profile.monetary,
-            "cart_open": profile.cart_open,
-            "last_cart_at": profile.last_cart_at.isoformat() if profile.last_cart_at else None,
-            "device": profile.device,
-            "referrer": profile.referrer,
-            "segment": profile.segment.key if profile.segment_id else None,
-            "built_at": profile.built_at.isoformat(),
-        },
+        "profile": profiles.get(visitor.id),
+        # A merged visitor keeps the profile built before it logged in, until the rebuild.
+        "merged_profiles": [{"visitor": str(i), **profiles[i]} for i in ids[1:] if i in profiles],
         "events": [
             {
                 "kind": e.kind,
@@ -82,6 +72,23 @@ def export_visitor(visitor_id: uuid.UUID | str) -> dict[str, Any] | None:
     }
 
 
+def _profile_data(profile: Profile) -> dict[str, Any]:
+    return {
+        "interests": profile.interests,
+        "embedding": profile.embedding,
+        "top_items": profile.top_items,
+        "recency_days": profile.recency_days,
+        "frequency": profile.frequency,
+        "monetary": profile.monetary,
+        "cart_open": profile.cart_open,
+        "last_cart_at": profile.last_cart_at.isoformat() if profile.last_cart_at else None,
+        "device": profile.device,
+        "referrer": profile.referrer,
+        "segment": profile.segment.key if profile.segment_id else None,
+        "built_at": profile.built_at.isoformat(),
+    }
+
+
 def erase_visitor(visitor_id: uuid.UUID | str) -> dict[str, int]:
     """Delete one visitor, the visitors merged into it, their events and profiles."""
     _flush_quietly()
@@ -93,7 +100,20 @@ def erase_visitor(visitor_id: uuid.UUID | str) -> dict[str, int]:
     names = {str(i) for i in ids}
     events += _drop_set_aside(lambda event: event.get("visitor") in names)
     lookup.forget(ids)
+    _forget_last_clicks(ids)
     return {"visitors": visitors, "events": events}
+
+
+def _forget_last_clicks(ids: list[uuid.UUID]) -> None:
+    """Drop the visitors' last clicks, kept in the cache for conversion attribution."""
+    from django.core.cache import cache
+
+    from aigc_django.delivery.clicks import _last_click_key
+
+    try:
+        cache.delete_many([_last_click_key(i) for i in ids])
+    except Exception as exc:
+        logger.warning("Could not drop the erased visitors' last clicks: %s", exc)
 
 
 def _drop_set_aside(matches) -> int:
