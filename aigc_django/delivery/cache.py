@@ -204,11 +204,13 @@ def slot_entry(slot_key: str, segment_key: str, cache_version: int | None = None
             cache_down(exc)
             found = None
     if found is None:
-        # The cache is down: read the database on every request (slower, still correct).
+        # The cache is down: read the database on every request (slower, still correct),
+        # this slot's variants for this segment and everyone only.
         try:
-            entries, _ = load(cache_version)
+            entries, slots = load(cache_version, slot_key, [segment_key, EVERYONE])
         except DatabaseError as exc:
             return database_down_entry(slot_key, exc)
+        _last_slots.update(slots)
         return entries.get(keys[0]) or entries.get(keys[1]) or MISSING
     entry = pick_entry(found, cache_version, slot_key, segment_key)
     if entry is None:
@@ -263,14 +265,16 @@ def fill(cache_version: int) -> dict[str, dict]:
     return entries
 
 
-def load(cache_version: int) -> tuple[dict[str, dict], dict[str, dict]]:
-    """Every slot's entries under ``cache_version`` (one query) and the slots' dicts."""
+def load(
+    cache_version: int, slot_key: str | None = None, segments: list[str] | None = None
+) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Every slot's entries under ``cache_version`` (one query) and the slots' dicts; only
+    ``slot_key``'s, with the variants of ``segments`` only, when given (the cache is down:
+    one slot for one visitor)."""
+    condition = Q(variants__status=Variant.Status.APPROVED)
+    slot_rows = Slot.objects.all() if slot_key is None else Slot.objects.filter(key=slot_key)
     rows = (
-        Slot.objects.annotate(
-            approved=FilteredRelation(
-                "variants", condition=Q(variants__status=Variant.Status.APPROVED)
-            )
-        )
+        slot_rows.annotate(approved=FilteredRelation("variants", condition=condition))
         .order_by("key", "approved__id")
         .values(
             "key",
@@ -297,6 +301,8 @@ def load(cache_version: int) -> tuple[dict[str, dict], dict[str, dict]]:
             slots[key] = slot_dict(row)
             variants[key] = {}
         if row["approved__id"] is None:
+            continue
+        if segments is not None and row["approved__segment__key"] not in segments:
             continue
         variant = variant_dict(
             {name[len("approved__") :]: value for name, value in row.items() if "__" in name},

@@ -186,8 +186,9 @@ def _choose(request: Any, state: RequestState, slot_key: str, rng: random.Random
     if remembered is not None and remembered[1] > now and remembered[0] in by_id:
         return Choice(slot_key, by_id[remembered[0]], used, reason, slot=slot)
 
-    picked = pick(candidates, rng)
-    if visitor_id is not None and state.preview is None:
+    cached = version != delivery_cache.UNCACHED  # else the cache is down: skip it
+    picked = pick(candidates, rng, with_pending=cached)
+    if visitor_id is not None and state.preview is None and cached:
         seconds = int(aigc_settings.DELIVERY["STICKY_SECONDS"])
         if seconds > 0:
             state.sticky = {
@@ -284,12 +285,13 @@ def _fallback_choice(slot_key: str, slot: dict, fallback: dict, reason: str) -> 
     return Choice(slot_key, reason=f"{reason}, and the slot has no fallback content", slot=slot)
 
 
-def pick(candidates: list[dict[str, Any]], rng: random.Random) -> int:
-    """Thompson sampling over the candidates' counters, flushed and pending."""
+def pick(candidates: list[dict[str, Any]], rng: random.Random, *, with_pending: bool = True) -> int:
+    """Thompson sampling over the candidates' counters, flushed and (unless
+    ``with_pending`` is False: the cache is down) pending."""
     ids = [variant["id"] for variant in candidates]
     if len(ids) == 1:
         return ids[0]
-    pending = counters.pending_counts(ids)
+    pending = counters.pending_counts(ids) if with_pending else {}
     counts = {}
     for variant in candidates:
         extra_impressions, extra_clicks = pending.get(variant["id"], (0, 0))
