@@ -189,6 +189,8 @@ def send(client: Client, case: Any) -> HttpResponse:
     headers = {key: str(value) for key, value in (case.headers or {}).items()}
     if case.body is NOT_SET:
         data, content_type = b"", "application/octet-stream"
+    elif isinstance(case.body, bytes):  # negative mode: bytes that are no JSON at all
+        data, content_type = case.body, case.media_type or "application/octet-stream"
     else:
         data = json.dumps(case.body).encode()
         content_type = case.media_type or "application/json"
@@ -206,13 +208,18 @@ def documented_statuses(operation: Any) -> set[int]:
     return {int(code) for code in operation.definition.raw["responses"]}
 
 
-def fuzz(schema: Any, client: Client, label: str) -> list[int]:
+def fuzz(
+    schema: Any,
+    client: Client,
+    label: str,
+    mode: schemathesis.GenerationMode = schemathesis.GenerationMode.POSITIVE,
+) -> list[int]:
     """Run the schema's strategy for one operation; return the statuses seen."""
     operation = schema[label.split(" ", 1)[1]][label.split(" ", 1)[0]]
     allowed = documented_statuses(operation)
     seen: list[int] = []
 
-    @given(case=operation.as_strategy())
+    @given(case=operation.as_strategy(generation_mode=mode))
     @FUZZ
     def run(case: Any) -> None:
         response = send(client, case)
@@ -248,6 +255,39 @@ def test_the_schema_lists_every_endpoint_of_the_api_urlconf() -> None:
 @pytest.mark.parametrize("label", operation_labels(DOCUMENTED))
 def test_no_documented_operation_answers_5xx(world: World, caller: str, label: str) -> None:
     fuzz(DOCUMENTED, CALLERS[caller](world), label)
+
+
+@pytest.mark.parametrize("caller", ["new-browser", "visitor"])
+def test_feedback_bodies_that_break_its_schema_are_no_5xx(world: World, caller: str) -> None:
+    # Negative mode: bodies that are not objects (events accept any JSON, so only
+    # feedback has a schema to break).
+    statuses = fuzz(
+        DOCUMENTED,
+        CALLERS[caller](world),
+        "POST /aigc/api/feedback/",
+        schemathesis.GenerationMode.NEGATIVE,
+    )
+    assert set(statuses) <= {400, 413}, statuses
+
+
+@settings(FUZZ, max_examples=60)
+@given(
+    body=st.binary(max_size=300)
+    | st.text(st.characters(exclude_categories=())).map(
+        lambda text: text.encode("utf-8", "surrogatepass")
+    ),
+    content_type=st.sampled_from(
+        ["application/json", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded", ""]
+    ),
+    path=st.sampled_from(["/aigc/api/events/", "/aigc/api/feedback/"]),
+    token=st.booleans(),
+)
+def test_raw_bytes_of_any_kind_are_no_5xx(body, content_type, path, token) -> None:
+    """Bodies that are not JSON at all (invalid UTF-8, encoded surrogates, form data), as a
+    browser's sendBeacon or a broken client sends them."""
+    client = Client(headers={"Authorization": f"Token {TOKEN}"}) if token else _browser()
+    response = client.generic("POST", path, body, content_type=content_type)
+    assert response.status_code in {202, 400, 403, 413}, response.content
 
 
 def plain_views_schema(world: World) -> Any:
@@ -539,6 +579,19 @@ def test_valid_events_are_accepted_unchanged_and_cleaning_is_idempotent(raw: dic
     assert clean_event(json.loads(json.dumps(again)), visitor_id=visitor, now=NOW) == event
 
 
+def as_json_numbers(value: Any) -> Any:
+    """A JSON value with every number as a float: JSON has one kind of number, and
+    PostgreSQL's jsonb keeps them as decimals (3.5e+16 comes back as the integer
+    35000000000000000, the same JSON number)."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, list):
+        return [as_json_numbers(v) for v in value]
+    return {k: as_json_numbers(v) for k, v in value.items()}
+
+
 def test_valid_events_round_trip_through_the_database() -> None:
     visitor = Visitor.objects.create()
 
@@ -563,11 +616,18 @@ def test_valid_events_round_trip_through_the_database() -> None:
                 "item": e.item_key,
                 "category": e.category_key,
                 "value": e.value,
-                "properties": e.properties,
+                "properties": as_json_numbers(e.properties),
                 "occurred_at": e.occurred_at,
             }
             for e in stored
-        ] == [{**e, "occurred_at": datetime.fromisoformat(e["occurred_at"])} for e in events]
+        ] == [
+            {
+                **e,
+                "properties": as_json_numbers(e["properties"]),
+                "occurred_at": datetime.fromisoformat(e["occurred_at"]),
+            }
+            for e in events
+        ]
 
     run()
 
