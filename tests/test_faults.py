@@ -94,7 +94,7 @@ urlpatterns = [path("fault-page/", page), path("", include("tests.urls"))]
 # Worker killed mid-generation ----------------------------------------------------------------
 # See tests/test_generation_worker.py::test_worker_killed_mid_job_is_replaced_and_the_job_
 # finishes_exactly and tests/test_celery_worker.py::test_worker_dying_mid_flush_loses_and_
-# duplicates_nothing: real workers, SIGKILL, exact counts.
+# duplicates_nothing: real worker processes killed mid-job and mid-flush, exact counts.
 
 
 # CUDA out of memory ----------------------------------------------------------------------------
