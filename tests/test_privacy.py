@@ -15,6 +15,7 @@ from django.utils import timezone
 from aigc_django import track
 from aigc_django.models import Event, IngestBatch, Profile, Visitor
 from aigc_django.tracking.events import allowed_kinds
+from aigc_django.tracking.privacy import erase_visitor, export_visitor
 from tests.conftest import BROWSER_UA
 
 pytestmark = pytest.mark.django_db
@@ -257,3 +258,42 @@ def test_erasure_leaves_no_row_about_the_visitor_and_export_returns_every_row(
         assert cache.get(f"aigc:fb:last_click:{visitor_id}") is None
     assert rows_about({other_id}) == bystander
     assert User.objects.filter(username="ada").exists()  # the project's account is its own
+
+
+def test_after_a_profile_build_the_visitor_is_only_in_their_own_rows(aigc):
+    """A rebuild writes segments (sizes, centroids, top items) and model artifacts: none of
+    them may name a visitor, so erasing the visitor's own rows leaves nothing about them."""
+    import torch
+
+    from aigc_django.profiles.build import build_profiles
+
+    torch.set_num_threads(2)
+    aigc(PROFILES={"SEGMENTS": 2})
+    visitors = []
+    for n in range(12):
+        visitor = Visitor.objects.create()
+        for i in range(4):
+            track(
+                None,
+                "product_view",
+                item=f"sku-{(n % 3) * 4 + i}",
+                category=["shoes", "pans", "tents"][n % 3],
+                visitor=visitor.pk,
+                properties={"page": f"/p/{i}/"},
+            )
+        visitors.append(str(visitor.pk))
+    build_profiles()
+    from aigc_django.models import ModelArtifact, Segment
+
+    # The scan looks at real derived rows, not empty tables.
+    assert Segment.objects.filter(kind=Segment.Kind.LEARNED).count() == 2
+    assert ModelArtifact.objects.exists()
+    target = visitors[0]
+    before = rows_about({target})
+    assert set(before) == {"aigc_django.Visitor", "aigc_django.Event", "aigc_django.Profile"}
+    export = export_visitor(target)
+    assert len(before["aigc_django.Event"]) == len(export["events"])
+    assert export["profile"] is not None and export["profile"]["segment"]
+    erase_visitor(target)
+    assert rows_about({target}) == {}
+    assert rows_about({visitors[1]})  # the others are untouched
