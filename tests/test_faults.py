@@ -39,6 +39,7 @@ from aigc_django.generation import backends, service
 from aigc_django.generation.backends.dummy import DummyCopyBackend
 from aigc_django.generation.briefs import Brief
 from aigc_django.models import Event, GenerationJob, Profile, Segment, Slot, Variant, Visitor
+from aigc_django.moderation import review
 from aigc_django.profiles.build import ensure_everyone
 from aigc_django.tasks import flush_events, generate_variants
 from aigc_django.tracking import ingest
@@ -522,6 +523,29 @@ def test_broker_down_while_an_editor_retries_a_job_says_so_and_a_later_retry_wor
     assert "Queued 1 job again." in response.content.decode()
     job.refresh_from_db()
     assert job.status == GenerationJob.Status.SUCCEEDED and job.variants.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)  # on_commit runs at once, as in a real request
+def test_broker_down_while_an_editor_edits_copy_draws_it_in_the_request(
+    generation, broker_down, aigc, caplog
+):
+    job = service.create_job(generation["slot"], generation["runners"], 1)
+    service.run_job(job.pk)
+    variant = job.variants.get()
+    aigc(BRAND={"BANNED_WORDS": ["cheapest"]})
+    editor = User.objects.create_superuser("editor", "editor@example.com", "pw")
+
+    with caplog.at_level(logging.WARNING, logger="aigc_django.moderation"):
+        made = review.edit_copy(
+            variant, editor, {"headline": "The cheapest trail shoe"}, variant.version
+        )
+    assert made is not None  # saved, and no 500 for the editor
+    assert "drawing it in this request instead" in caplog.text
+    variant.refresh_from_db()
+    assert variant.copy["headline"] == "The cheapest trail shoe"
+    assert variant.status == Variant.Status.PENDING and variant.edited
+    # The re-render ran here: the new copy was checked again.
+    assert any(flag["code"] == "banned_word" for flag in variant.safety["flags"])
 
 
 # The database down while a page renders --------------------------------------------------------

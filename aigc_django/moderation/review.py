@@ -273,9 +273,26 @@ def edit_copy(
 
 
 def _send_rerender(variant_id: int) -> None:
+    """Queue the re-render; with the broker down, draw the banners in this request instead
+    (a second or so) rather than failing an edit that is already saved."""
     from aigc_django.tasks import rerender_variant
 
-    rerender_variant.delay(variant_id)
+    try:
+        rerender_variant.delay(variant_id)
+        return
+    except Exception as exc:
+        logger.warning(
+            "Could not queue the re-render of variant #%s (%s: %s); drawing it in this "
+            "request instead.",
+            variant_id,
+            type(exc).__name__,
+            exc,
+        )
+    try:
+        rerender_variant.run(variant_id)
+    except Exception:
+        # The edit stands; its banners still show the old text until it is edited again.
+        logger.exception("Re-rendering variant #%s failed.", variant_id)
 
 
 def regenerate(
