@@ -402,8 +402,7 @@ def test_training_counts_the_variants_layouts(models_dir, aigc):
     assert artifact.metrics["variant_banners"] == 3
 
 
-@pytest.mark.django_db
-def test_generated_variants_record_their_layouts(aigc, settings, tmp_path):
+def dummy_shop(aigc, settings, tmp_path, sizes) -> tuple[Slot, Segment]:
     from tests.shopapp.models import Category
     from tests.shopapp.models import Product as ShopProduct
 
@@ -415,7 +414,6 @@ def test_generated_variants_record_their_layouts(aigc, settings, tmp_path):
         IMAGE_BACKENDS={
             "default": {"BACKEND": "aigc_django.generation.backends.dummy.DummyImageBackend"}
         },
-        MODEL_DIR=str(tmp_path / "models"),
     )
     backends.reset()
     shoes = Category.objects.create(slug="running-shoes", name="Running shoes")
@@ -423,9 +421,13 @@ def test_generated_variants_record_their_layouts(aigc, settings, tmp_path):
     segment = Segment.objects.create(
         key="runners", name="Runners", top_categories=[["running-shoes", 1]], top_items=["S1"]
     )
-    slot = Slot.objects.create(
-        key="hero", name="Hero", kind=Slot.Kind.BANNER, sizes=[[600, 200], [300, 250]]
-    )
+    slot = Slot.objects.create(key="hero", name="Hero", kind=Slot.Kind.BANNER, sizes=sizes)
+    return slot, segment
+
+
+@pytest.mark.django_db
+def test_generated_variants_record_their_layouts(aigc, settings, tmp_path, models_dir):
+    slot, segment = dummy_shop(aigc, settings, tmp_path, [[600, 200], [300, 250]])
     try:
         (variant,) = service.generate_for(slot, segment, 1)
     finally:
@@ -439,6 +441,24 @@ def test_generated_variants_record_their_layouts(aigc, settings, tmp_path):
     variant.save()
     examples, banners = data.variant_layouts()
     assert banners == 1 and len(examples) == 2
+
+
+@pytest.mark.django_db
+def test_generation_lays_banners_out_with_the_active_model(aigc, settings, tmp_path, trained):
+    sizes = [[1200, 628], [1080, 1080], [750, 1000]]
+    slot, segment = dummy_shop(aigc, settings, tmp_path, sizes)
+    try:
+        variants = service.generate_for(slot, segment, 3)
+    finally:
+        backends.reset()
+    records = [record for v in variants for record in v.layout.values()]
+    assert len(records) == 9
+    used = [r for r in records if r["source"] == "vae"]
+    assert len(used) >= 5 and all(r["model"] == trained.version for r in used)
+    for variant in variants:
+        assert not any(f["code"] == "layout" for f in variant.safety["flags"])
+        for label, entry in variant.renditions.items():
+            assert entry["layout"]["layout_source"] == variant.layout[label]["source"]
 
 
 def test_composer_layout_variations_keep_the_constraints():
