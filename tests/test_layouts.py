@@ -265,6 +265,8 @@ def test_compose_many_samples_in_one_batch_with_the_same_layouts(trained):
         for i, size in enumerate([(1200, 628), (300, 250), (1080, 1080), (750, 1000)])
     ]
     many = compose.compose_many(jobs, workers=1, widths=[])
+    forked = compose.compose_many(jobs, workers=2, widths=[])  # workers never sample
+    assert [m.boxes for m in forked] == [m.boxes for m in many]
     for job, made in zip(jobs, many, strict=True):
         single = compose.compose_banner(
             job.background, job.size, job.copy, [], style, segment="gardeners"
