@@ -661,3 +661,21 @@ def test_e019_bad_auto_approve(policy, problem):
 def test_e019_good_auto_approve(policy):
     with override_settings(AIGC={**test_settings.AIGC, "MODERATION": {"AUTO_APPROVE": policy}}):
         assert check_moderation() == []
+
+
+def test_renditions_come_in_the_slots_order_of_sizes():
+    # PostgreSQL's jsonb keeps keys in its own order; every reader goes by the slot's sizes.
+    slot = Slot.objects.create(
+        key="strip", name="Strip", sizes=[[728, 90], [1200, 628], [300, 250]]
+    )
+    segment = Segment.objects.create(key="runners", name="Runners")
+    entry = {"width": 1, "height": 1, "files": []}
+    variant = Variant.objects.create(
+        slot=slot,
+        segment=segment,
+        copy={"headline": "Hi"},
+        renditions={"300x250": entry, "1200x628": entry, "640x640": entry, "728x90": entry},
+    )
+    variant.refresh_from_db()
+    labels = [label for label, _ in variant.renditions_in_order()]
+    assert labels == ["728x90", "1200x628", "300x250", "640x640"]

@@ -389,6 +389,21 @@ def variant_from_model(variant: Variant) -> dict[str, Any]:
     return {**variant_dict(row, slot), "slot_data": slot}
 
 
+def size_labels(sizes: Any) -> list[str]:
+    """A slot's sizes (labels like ``"1200x628"`` or ``[w, h]`` pairs) as labels, in order;
+    malformed entries are left out."""
+    labels = []
+    for size in sizes if isinstance(sizes, list | tuple) else []:
+        if isinstance(size, str):
+            labels.append(size)
+            continue
+        try:
+            labels.append(f"{int(size[0])}x{int(size[1])}")
+        except (IndexError, TypeError, ValueError):
+            continue
+    return labels
+
+
 def pictures(renditions: Any, variant_id: Any = None, sizes: Any = None) -> dict[str, dict]:
     """Per size label, what a ``<picture>`` needs: width, height, ``src``, ``srcset``, sources.
 
@@ -405,16 +420,7 @@ def pictures(renditions: Any, variant_id: Any = None, sizes: Any = None) -> dict
     found: dict[str, dict] = {}
     if not isinstance(renditions, dict):
         return found
-    order = []
-    for size in sizes if isinstance(sizes, list | tuple) else []:
-        if isinstance(size, str):
-            order.append(size)
-            continue
-        try:
-            order.append(f"{int(size[0])}x{int(size[1])}")
-        except (IndexError, TypeError, ValueError):
-            continue
-    labels = [label for label in order if label in renditions]
+    labels = [label for label in size_labels(sizes) if label in renditions]
     labels += [label for label in renditions if label not in labels]
     for label in labels:
         entry = renditions[label]

@@ -166,6 +166,16 @@ class Variant(models.Model):
     def __str__(self) -> str:
         return f"{self.slot_id}/{self.segment_id} #{self.pk}"
 
+    def renditions_in_order(self) -> list[tuple[str, dict]]:
+        """``renditions`` as (size label, entry) pairs in the slot's order of sizes (then any
+        others): PostgreSQL's ``jsonb`` does not keep the keys in the order they were saved."""
+        from aigc_django.delivery.cache import size_labels
+
+        renditions = self.renditions if isinstance(self.renditions, dict) else {}
+        labels = [label for label in size_labels(self.slot.sizes) if label in renditions]
+        labels += [label for label in renditions if label not in labels]
+        return [(label, renditions[label]) for label in labels]
+
 
 class Review(models.Model):
     """An editor's decision on a variant: the audit trail."""

@@ -57,10 +57,10 @@ def file_url(name: str) -> str:
 
 def smallest_rendition(variant: Variant) -> dict | None:
     """The smallest file of the first size, preferring the WebP master format."""
-    renditions = variant.renditions or {}
+    renditions = variant.renditions_in_order()
     if not renditions:
         return None
-    files = next(iter(renditions.values())).get("files") or []
+    files = renditions[0][1].get("files") or []
     if not files:
         return None
     webp = [f for f in files if str(f.get("format", "")).upper() == "WEBP"] or files
@@ -515,7 +515,7 @@ class VariantAdmin(admin.ModelAdmin):
 
     def rendition_rows(self, variant: Variant) -> list[dict]:
         rows = []
-        for label, entry in (variant.renditions or {}).items():
+        for label, entry in variant.renditions_in_order():
             files = [
                 {
                     "url": file_url(f["name"]),

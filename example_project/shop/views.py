@@ -188,7 +188,7 @@ def generated(request: HttpRequest) -> HttpResponse:
             {"slot": variant.slot, "segment": variant.segment, "variants": []},
         )
         banners = []
-        for size, entry in variant.renditions.items():
+        for size, entry in variant.renditions_in_order():
             files = entry.get("files", [])
             master = next((f for f in files if f["width"] == entry["width"]), None)
             if master:
