@@ -260,7 +260,7 @@ def test_erasure_leaves_no_row_about_the_visitor_and_export_returns_every_row(
     assert User.objects.filter(username="ada").exists()  # the project's account is its own
 
 
-def test_after_a_profile_build_the_visitor_is_only_in_their_own_rows(aigc):
+def test_after_a_profile_build_the_visitor_is_only_in_their_own_rows(aigc, tmp_path):
     """A rebuild writes segments (sizes, centroids, top items) and model artifacts: none of
     them may name a visitor, so erasing the visitor's own rows leaves nothing about them."""
     import torch
@@ -268,7 +268,7 @@ def test_after_a_profile_build_the_visitor_is_only_in_their_own_rows(aigc):
     from aigc_django.profiles.build import build_profiles
 
     torch.set_num_threads(2)
-    aigc(PROFILES={"SEGMENTS": 2})
+    aigc(PROFILES={"SEGMENTS": 2}, MODEL_DIR=str(tmp_path / "models"))
     visitors = []
     for n in range(12):
         visitor = Visitor.objects.create()
