@@ -12,6 +12,7 @@ import json
 import math
 import re
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,15 +33,20 @@ def allowed_kinds() -> frozenset[str]:
     return BUILTIN_KINDS | frozenset([custom] if isinstance(custom, str) else custom)
 
 
-def _has_nul(value: Any) -> bool:
-    """Whether any string inside a JSON value holds a NUL character (PostgreSQL refuses it)."""
+def _any_string(value: Any, test: Callable[[str], bool]) -> bool:
+    """Whether ``test`` holds for any string inside a JSON value (keys included)."""
     if isinstance(value, str):
-        return "\x00" in value
+        return test(value)
     if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+        return any(_any_string(k, test) or _any_string(v, test) for k, v in value.items())
     if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
+        return any(_any_string(v, test) for v in value)
     return False
+
+
+def _has_nul(text: str) -> bool:
+    """PostgreSQL refuses NUL characters in text."""
+    return "\x00" in text
 
 
 def _is_unicode(text: str) -> bool:
@@ -51,17 +57,6 @@ def _is_unicode(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def _has_surrogate(value: Any) -> bool:
-    """Whether any string inside a JSON value holds an unpaired surrogate."""
-    if isinstance(value, str):
-        return not _is_unicode(value)
-    if isinstance(value, dict):
-        return any(_has_surrogate(k) or _has_surrogate(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_surrogate(v) for v in value)
-    return False
 
 
 def _key(data: dict[str, Any], field: str) -> str:
@@ -152,10 +147,10 @@ def clean_event(
                 "properties", "must be plain JSON (no NaN or Infinity, only JSON types)"
             ) from None
         size = len(text)
-        if "\\u0000" in text and _has_nul(properties):
+        if "\\u0000" in text and _any_string(properties, _has_nul):
             raise InvalidEvent("properties", "must not contain NUL characters")
         # The ASCII text escapes every character beyond the BMP as a surrogate pair too.
-        if "\\ud" in text and _has_surrogate(properties):
+        if "\\ud" in text and _any_string(properties, lambda t: not _is_unicode(t)):
             raise InvalidEvent("properties", "must be valid Unicode (no unpaired surrogates)")
         if size > limit:
             raise InvalidEvent("properties", f"is {size} bytes, more than the limit of {limit}")
