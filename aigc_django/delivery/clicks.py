@@ -119,6 +119,11 @@ def window_seconds() -> int:
     return int(float(aigc_settings.DELIVERY["CONVERSION_WINDOW_HOURS"]) * 3600)
 
 
+def forget_clicks(visitor_ids: list) -> None:
+    """Drop the visitors' last clicks (erasure); raises when the cache is unreachable."""
+    cache.delete_many([_last_click_key(v) for v in visitor_ids])
+
+
 def remember_click(
     visitor_id: uuid.UUID | str, variant_id: int, *, at: float | None = None
 ) -> None:

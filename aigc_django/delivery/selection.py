@@ -255,18 +255,11 @@ def _start(state: RequestState, visitor_id: Any) -> None:
 def _segment_from_database(visitor_id: Any) -> str:
     """The visitor's segment read from the database (the cache is down); "everyone" when
     the database is down too."""
-    from aigc_django.models import Profile
-
     try:
-        found = (
-            Profile.objects.filter(visitor_id=visitor_id, segment__active=True)
-            .values_list("segment__key", flat=True)
-            .first()
-        )
+        return lookup.segment_from_database(visitor_id)
     except DatabaseError as exc:
         logger.warning("Database unreachable (%s); showing everyone's content.", exc)
         return EVERYONE
-    return found or EVERYONE
 
 
 def _cache_set(key: str, value: Any, timeout: int) -> None:

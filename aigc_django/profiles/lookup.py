@@ -37,13 +37,19 @@ def segment_key_for(visitor_id: Any) -> str:
     key = _key(_version(), visitor_id)
     found = cache.get(key)
     if found is None:
-        found = (
-            Profile.objects.filter(visitor_id=visitor_id, segment__active=True)
-            .values_list("segment__key", flat=True)
-            .first()
-        ) or EVERYONE
+        found = segment_from_database(visitor_id)
         cache.set(key, found, aigc_settings.PROFILES["LOOKUP_TIMEOUT"])
     return found
+
+
+def segment_from_database(visitor_id: Any) -> str:
+    """The key of the visitor's active segment read from the database, uncached."""
+    found = (
+        Profile.objects.filter(visitor_id=visitor_id, segment__active=True)
+        .values_list("segment__key", flat=True)
+        .first()
+    )
+    return found or EVERYONE
 
 
 def bump_version() -> None:

@@ -106,12 +106,10 @@ def erase_visitor(visitor_id: uuid.UUID | str) -> dict[str, int]:
 
 def _forget_last_clicks(ids: list[uuid.UUID]) -> None:
     """Drop the visitors' last clicks, kept in the cache for conversion attribution."""
-    from django.core.cache import cache
-
-    from aigc_django.delivery.clicks import _last_click_key
+    from aigc_django.delivery.clicks import forget_clicks
 
     try:
-        cache.delete_many([_last_click_key(i) for i in ids])
+        forget_clicks(ids)
     except Exception as exc:
         logger.warning("Could not drop the erased visitors' last clicks: %s", exc)
 
