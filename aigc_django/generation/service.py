@@ -222,6 +222,10 @@ def plan_generation(
     return jobs
 
 
+# How the error of a job the broker refused begins (the job admin counts those apart).
+UNSENT = "Could not send the job to the queue"
+
+
 def enqueue(job: GenerationJob) -> None:
     """Send the job to the generation queue once the current transaction commits."""
     from aigc_django.tasks import generate_variants
@@ -244,7 +248,7 @@ def enqueue(job: GenerationJob) -> None:
             logger.warning("Could not send job %s to the queue: %s", job.pk, exc)
             mark_failed(
                 job.pk,
-                f"Could not send the job to the queue (is the Celery broker down?): "
+                f"{UNSENT} (is the Celery broker down?): "
                 f"{type(exc).__name__}: {exc}. Retry it once the broker is back.",
             )
             return

@@ -155,7 +155,7 @@ class GenerationJobAdmin(admin.ModelAdmin):
             if not retry_job(job):
                 skipped += 1
             elif GenerationJob.objects.filter(
-                pk=job.pk, status=GenerationJob.Status.FAILED, error__startswith="Could not send"
+                pk=job.pk, status=GenerationJob.Status.FAILED, error__startswith=service.UNSENT
             ).exists():
                 unsent += 1  # sent at once (no transaction) and the broker refused it
             else:

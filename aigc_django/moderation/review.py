@@ -275,12 +275,14 @@ def edit_copy(
 def _send_rerender(variant_id: int) -> None:
     """Queue the re-render; with the broker down, draw the banners in this request instead
     (a second or so) rather than failing an edit that is already saved."""
+    from kombu.exceptions import KombuError
+
     from aigc_django.tasks import rerender_variant
 
     try:
         rerender_variant.delay(variant_id)
         return
-    except Exception as exc:
+    except (KombuError, OSError) as exc:  # the broker is down (as in service.enqueue)
         logger.warning(
             "Could not queue the re-render of variant #%s (%s: %s); drawing it in this "
             "request instead.",
