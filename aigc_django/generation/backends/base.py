@@ -220,6 +220,23 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
 
 
+@contextmanager
+def cpu_threads(count: int | None, device: Any) -> Iterator[int | None]:
+    """Run torch on ``count`` CPU threads inside the block (None: torch's setting; ignored
+    off the CPU), restoring the setting afterwards. Yields the threads used on the CPU, else
+    None."""
+    import torch
+
+    before = torch.get_num_threads()
+    on_cpu = torch.device(device).type == "cpu"
+    if count is not None and on_cpu:
+        torch.set_num_threads(max(1, int(count)))
+    try:
+        yield torch.get_num_threads() if on_cpu else None
+    finally:
+        torch.set_num_threads(before)
+
+
 def torch_device(option: str | None = "auto") -> str:
     """ "auto" picks CUDA when torch sees a GPU; any other value is used as given."""
     import torch

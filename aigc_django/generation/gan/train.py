@@ -126,7 +126,7 @@ def train_gan_model(
     machine; see docs/performance.md).
     """
     from aigc_django.conf import aigc_settings
-    from aigc_django.generation.backends.base import torch_device
+    from aigc_django.generation.backends.base import cpu_threads, torch_device
     from aigc_django.profiles.build import model_dir
 
     if epochs is not None and epochs < 1:
@@ -139,11 +139,7 @@ def train_gan_model(
     if steps is None:
         steps = max(1, math.ceil(epochs * len(data) / batch_size)) if epochs else DEFAULT_STEPS
     prepared = time.perf_counter() - started
-    before = torch.get_num_threads()
-    if threads is not None and target.type == "cpu":
-        torch.set_num_threads(max(1, int(threads)))
-    used_threads = torch.get_num_threads() if target.type == "cpu" else None
-    try:
+    with cpu_threads(threads, target) as used_threads:
         ema, d_losses, g_losses, train_seconds = _train(
             data,
             steps,
@@ -157,8 +153,6 @@ def train_gan_model(
             g_learning_rate,
             d_learning_rate,
         )
-    finally:
-        torch.set_num_threads(before)
     tail = max(1, steps // 10)
     metrics = {
         "images": len(data),

@@ -99,7 +99,7 @@ def train_layout_model(
     :class:`TooFewLayouts` (nothing changed) with fewer than ``MIN_LAYOUTS`` layouts.
     """
     from aigc_django.conf import aigc_settings
-    from aigc_django.generation.backends.base import torch_device
+    from aigc_django.generation.backends.base import cpu_threads, torch_device
     from aigc_django.generation.compose import BrandStyle
     from aigc_django.generation.layouts import runtime
     from aigc_django.profiles.build import model_dir
@@ -131,15 +131,10 @@ def train_layout_model(
 
     # One thread: the model is tiny, and several threads only wait on each other (badly so
     # on a busy machine).
-    threads = torch.get_num_threads()
-    if target.type == "cpu":
-        torch.set_num_threads(1)
-    try:
+    with cpu_threads(1, target):
         model, running, step, train_seconds = _fit(
             train, rows, epochs, batch_size, learning_rate, hidden, latent, seed, target, progress
         )
-    finally:
-        torch.set_num_threads(threads)
     heldout_recon = heldout_kl = None
     if held:
         model.eval()
