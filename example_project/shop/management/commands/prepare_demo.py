@@ -91,21 +91,18 @@ class Command(BaseCommand):
                 "Segments exist already: skipped (run `manage.py simulate_traffic` to add "
                 "more shoppers)."
             )
-        if ModelArtifact.objects.filter(kind="copy", active=True).exists():
-            skip["aigc_train"] = (
-                "A copy model is trained already: skipped (run `manage.py aigc_train` to "
-                "train a new version)."
-            )
-        if ModelArtifact.objects.filter(kind="gan", active=True).exists():
-            skip["aigc_train gan"] = (
-                "An image GAN is trained already: skipped (run `manage.py aigc_train gan` to "
-                "train a new version)."
-            )
-        if ModelArtifact.objects.filter(kind="layout", active=True).exists():
-            skip["aigc_train layout"] = (
-                "A layout model is trained already: skipped (run `manage.py aigc_train "
-                "layout` to train a new version)."
-            )
+        trained = set(ModelArtifact.objects.filter(active=True).values_list("kind", flat=True))
+        for kind, what in (
+            ("copy", "A copy model"),
+            ("gan", "An image GAN"),
+            ("layout", "A layout model"),
+        ):
+            if kind in trained:
+                command = "aigc_train" if kind == "copy" else f"aigc_train {kind}"
+                skip[command] = (
+                    f"{what} is trained already: skipped (run `manage.py {command}` to "
+                    "train a new version)."
+                )
         return skip
 
     def approve_share(self, editor) -> int:
