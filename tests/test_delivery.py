@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import AnonymousUser, Permission, User
 from django.core.cache import cache
-from django.http import HttpResponse
+from django.http import HttpResponse, QueryDict
 from django.template import Context, Template
 from django.test import RequestFactory
 
@@ -470,6 +470,20 @@ def test_preview_parameter_is_configurable(segments, slots, aigc):
     make_variant(slots["hero"], segments["everyone"], "Live")
     draft = make_variant(slots["hero"], segments["everyone"], "Draft", status=PENDING)
     request = make_request(None, user=staff("boss"), look=str(draft.pk))
+    assert shown_variant(render('{% aigc_banner "home-hero" %}', request)) == draft.pk
+
+
+def test_preview_read_only_from_a_query_string_or_a_set_get(segments, slots):
+    live = make_variant(slots["hero"], segments["everyone"], "Live")
+    draft = make_variant(slots["hero"], segments["everyone"], "Draft", status=PENDING)
+    boss = staff("boss")
+    # No query string: the page never builds request.GET (a QueryDict per page otherwise).
+    request = make_request(None, user=boss)
+    assert shown_variant(render('{% aigc_banner "home-hero" %}', request)) == live.pk
+    assert "GET" not in vars(request)
+    # A GET set by code (no query string in META) is still read.
+    request = make_request(None, user=boss)
+    request.GET = QueryDict(f"aigc_preview={draft.pk}")
     assert shown_variant(render('{% aigc_banner "home-hero" %}', request)) == draft.pk
 
 

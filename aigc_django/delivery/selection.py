@@ -297,6 +297,15 @@ def pick(candidates: list[dict[str, Any]], rng: random.Random, *, with_pending: 
 
 def preview_id(request: Any) -> int | None:
     """The variant id in the request's preview parameter, if any (not checked for rights)."""
+    meta = getattr(request, "META", None)
+    if (
+        isinstance(meta, dict)
+        and not meta.get("QUERY_STRING")
+        and "GET" not in getattr(request, "__dict__", {})
+    ):
+        # No query string and GET never built or set: no preview, and no QueryDict parsed
+        # on a page that never reads its parameters.
+        return None
     params = getattr(request, "GET", None)
     if not params:
         return None
