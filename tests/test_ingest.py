@@ -280,3 +280,95 @@ def test_broker_down_flushes_in_process(redis_buffered, settings, caplog):
         flush_events.app.pool.force_close_all()
     assert Event.objects.count() == 4
     assert "broker unreachable" in caplog.text
+
+
+# Events carry no database foreign key to their visitor: the row locks of ingest, erasure and
+# merges keep every event's visitor in place. Both orders of a write racing an erasure:
+
+
+def _in_thread(target, *args):
+    """Run ``target`` in a thread with its own connection; return (thread, result box)."""
+    import threading
+
+    from django.db import connections
+
+    box: dict = {}
+
+    def run():
+        try:
+            box["result"] = target(*args)
+        except Exception as exc:  # reported by the test
+            box["error"] = exc
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, box
+
+
+def _orphans() -> int:
+    return Event.objects.exclude(visitor_id__in=Visitor.objects.values("id")).count()
+
+
+def test_an_erasure_waits_for_a_write_in_flight_and_deletes_its_events(postgres):
+    import threading
+
+    from django.db import transaction
+
+    from aigc_django.tracking.privacy import erase_visitor
+
+    events = make_events(5, visitors=1)
+    visitor = events[0]["visitor"]
+    ingest.write_events(events[:2])
+    written, release = threading.Event(), threading.Event()
+
+    def write_and_hold():
+        with transaction.atomic():
+            ingest.write_events(events[2:])
+            written.set()
+            release.wait(10)
+
+    writer, _ = _in_thread(write_and_hold)
+    assert written.wait(10)
+    eraser, erased = _in_thread(erase_visitor, visitor)
+    eraser.join(0.5)
+    assert eraser.is_alive(), "the erasure must wait for the writer's lock"
+    release.set()
+    writer.join(10)
+    eraser.join(10)
+    assert erased.get("result") == {"visitors": 1, "events": 5}, erased
+    assert not Event.objects.exists() and not Visitor.objects.exists()
+
+
+def test_a_write_after_an_erasure_began_waits_and_leaves_no_orphan(postgres, monkeypatch):
+    import threading
+
+    from aigc_django.tracking import privacy
+
+    events = make_events(4, visitors=1)
+    visitor = events[0]["visitor"]
+    ingest.write_events(events[:2])
+    locked, release = threading.Event(), threading.Event()
+    lock = privacy._lock
+
+    def lock_and_hold(ids):
+        lock(ids)
+        if ids:
+            locked.set()
+            release.wait(10)
+
+    monkeypatch.setattr(privacy, "_lock", lock_and_hold)
+    eraser, erased = _in_thread(privacy.erase_visitor, visitor)
+    assert locked.wait(10)
+    writer, wrote = _in_thread(ingest.write_events, events[2:])
+    writer.join(0.5)
+    assert writer.is_alive(), "the write must wait for the erasure's lock"
+    release.set()
+    eraser.join(10)
+    writer.join(10)
+    assert erased.get("result") == {"visitors": 1, "events": 2}, erased
+    assert wrote.get("result") == 2, wrote
+    # The later events start the visitor afresh (its browser still sends them), whole.
+    assert Event.objects.count() == 2 and Visitor.objects.filter(pk=visitor).exists()
+    assert _orphans() == 0

@@ -6,6 +6,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -38,6 +39,7 @@ class Visitor(models.Model):
         related_name="aigc_visitors",
         verbose_name=_("user"),
         help_text=_("The account this visitor logged in as, if any."),
+        db_index=False,  # a partial index, see Meta: most visitors have no account
     )
     merged_into = models.ForeignKey(
         "self",
@@ -47,13 +49,29 @@ class Visitor(models.Model):
         related_name="merged_visitors",
         verbose_name=_("merged into"),
         help_text=_("Set when this anonymous visitor logged in and was merged into the user's."),
+        db_index=False,  # a partial index, see Meta: few visitors are ever merged
     )
     first_seen = models.DateTimeField(_("first seen"), default=timezone.now)
-    last_seen = models.DateTimeField(_("last seen"), default=timezone.now, db_index=True)
+    # Not indexed: ingest moves last_seen on all the time, and an indexed column makes every
+    # such update write a new entry into every index of the table (no HOT update). Only the
+    # daily purge filters on it.
+    last_seen = models.DateTimeField(_("last seen"), default=timezone.now)
 
     class Meta:
         verbose_name = _("visitor")
         verbose_name_plural = _("visitors")
+        # Partial: a new visitor (no account, not merged) adds no entry to either, and
+        # ingest's merged-visitor check reads only the few merged rows.
+        indexes = [
+            models.Index(
+                fields=["user"], name="aigc_visitor_user", condition=Q(user__isnull=False)
+            ),
+            models.Index(
+                fields=["merged_into"],
+                name="aigc_visitor_merged",
+                condition=Q(merged_into__isnull=False),
+            ),
+        ]
 
     def __str__(self) -> str:
         return str(self.id)
@@ -70,6 +88,12 @@ class Event(models.Model):
         verbose_name=_("visitor"),
         # The (visitor, occurred_at) index serves visitor lookups; one more costs every write.
         db_index=False,
+        # No database constraint: its check ran once per event written (a lookup and a row
+        # lock on the visitor each). Every writer upserts the event's visitor, holding its
+        # row lock, in the transaction that writes the event, and erasure and merges lock
+        # the visitor first (tracking.privacy, tracking.visitors), so no event outlives its
+        # visitor; deleting a visitor through the ORM still deletes its events.
+        db_constraint=False,
     )
     kind = models.CharField(
         _("kind"), max_length=40, help_text=_("A builtin kind or one of CUSTOM_EVENT_KINDS.")

@@ -69,8 +69,10 @@ UPSERT_SQL = {
         "WHERE v.last_seen < excluded.last_seen OR v.first_seen > excluded.first_seen"
     ),
 }
+# Reads the partial index on merged_into (only merged visitors are in it).
 MERGED_SQL = (
-    "SELECT id, merged_into_id FROM {table} WHERE id = ANY(%s) AND merged_into_id IS NOT NULL"
+    "SELECT id, merged_into_id FROM {table} "
+    "WHERE id = ANY(%s::uuid[]) AND merged_into_id IS NOT NULL"
 )
 
 
@@ -102,6 +104,11 @@ def _rows(events: Iterable[dict[str, Any]]) -> tuple[list[tuple], dict[str, tupl
     return rows, seen
 
 
+def _array(values: Iterable[str]) -> str:
+    """A PostgreSQL array literal of values that need no quoting."""
+    return "{" + ",".join(values) + "}"
+
+
 def _upsert_visitors(seen: dict[str, tuple[datetime, datetime]], using: str) -> dict[str, str]:
     """Create missing visitors, widen first/last seen; return {merged id: id it went into}.
 
@@ -112,19 +119,22 @@ def _upsert_visitors(seen: dict[str, tuple[datetime, datetime]], using: str) -> 
     table = connection.ops.quote_name(Visitor._meta.db_table)
     ordered = sorted(seen.items())
     if connection.vendor == "postgresql":
-        ids = [uuid.UUID(vid) for vid, _ in ordered]
+        # Arrays go as one text literal each: psycopg adapts a Python list element by
+        # element, which cost more than the statement. UUIDs are made canonical and times
+        # are ISO 8601, so no element needs quoting.
+        ids = [str(uuid.UUID(vid)) for vid, _ in ordered]
         with connection.cursor() as cursor:
             for start in range(0, len(ordered), CHUNK):
                 part = ordered[start : start + CHUNK]
                 cursor.execute(
                     UPSERT_SQL["postgresql"].format(table=table),
                     [
-                        ids[start : start + CHUNK],
-                        [f for _, (f, _) in part],
-                        [la for _, (_, la) in part],
+                        _array(ids[start : start + CHUNK]),
+                        _array(first.isoformat() for _, (first, _) in part),
+                        _array(last.isoformat() for _, (_, last) in part),
                     ],
                 )
-            cursor.execute(MERGED_SQL.format(table=table), [ids])
+            cursor.execute(MERGED_SQL.format(table=table), [_array(ids)])
             return {str(a): str(b) for a, b in cursor.fetchall()}
     if connection.vendor == "sqlite":
         fields = [Visitor._meta.get_field(name) for name in ("id", "first_seen", "last_seen")]

@@ -26,6 +26,12 @@ def _visitor_ids(visitor_id: uuid.UUID | str) -> list[uuid.UUID]:
     return ids
 
 
+def _lock(ids: list[uuid.UUID]) -> None:
+    """Lock visitor rows until the transaction ends, in id order (as ingest does)."""
+    if ids:
+        list(Visitor.objects.select_for_update().filter(id__in=ids).order_by("id").values("id"))
+
+
 def _flush_quietly() -> None:
     # Buffered events of this visitor must be in the database before export or erasure.
     if aigc_settings.INGEST["MODE"] == "buffered":
@@ -94,6 +100,16 @@ def erase_visitor(visitor_id: uuid.UUID | str) -> dict[str, int]:
     _flush_quietly()
     with transaction.atomic():
         ids = _visitor_ids(visitor_id)
+        # Lock the visitors first: a writer holding one (it upserts the visitor of every
+        # event it writes) commits before its events are deleted, and a later writer waits
+        # until the visitors are gone. Events carry no database foreign key, so this lock is
+        # what keeps an erased visitor's events from surviving a concurrent write.
+        _lock(ids)
+        # Merges into the visitor need its lock, so this second read is final: it adds a
+        # merge that landed between the first read and the lock.
+        more = sorted(set(_visitor_ids(visitor_id)) - set(ids))
+        _lock(more)
+        ids += more
         events = Event.objects.filter(visitor_id__in=ids).delete()[0]
         visitors = Visitor.objects.filter(id__in=ids).count()
         Visitor.objects.filter(id__in=ids).delete()
