@@ -23,6 +23,7 @@ from aigc_django.models.tracking import EventKind
 BUILTIN_KINDS = frozenset(EventKind.values)
 KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 FIELDS = frozenset({"kind", "item", "category", "value", "properties", "occurred_at"})
+FIELDS_WITH_VISITOR = FIELDS | {"visitor"}
 MAX_KEY_LENGTH = 128
 # Clocks drift: a browser a few minutes ahead is not an error.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
@@ -92,7 +93,7 @@ def clean_event(
     """
     if not isinstance(data, dict):
         raise InvalidEvent("", "must be a JSON object")
-    known = FIELDS | {"visitor"} if allow_visitor_field else FIELDS
+    known = FIELDS_WITH_VISITOR if allow_visitor_field else FIELDS
     for field in data:
         if field not in known:
             # The name is echoed in the error: printable even when it is not valid Unicode.
@@ -117,7 +118,7 @@ def clean_event(
     kind = data.get("kind")
     if not isinstance(kind, str) or not kind:
         raise InvalidEvent("kind", "is required and must be a string")
-    if kind not in allowed_kinds():
+    if kind not in BUILTIN_KINDS and kind not in allowed_kinds():
         raise InvalidEvent(
             "kind", f"{kind[:40]!r} is not a builtin kind or one of CUSTOM_EVENT_KINDS"
         )
