@@ -11,6 +11,7 @@ import contextlib
 import os
 import re
 import shutil
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -205,3 +206,33 @@ def new_page(chromium: Browser, screenshots: Path) -> Iterator[Callable[[str], P
 def chromium_page(new_page: Callable[[str], Page]) -> Page:
     """One page in headless Chromium; its last state is saved as a screenshot."""
     return new_page("page")
+
+
+def closed_port() -> int:
+    """A local TCP port nothing listens on: bound, then closed again."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def broker_down():
+    """The Celery broker at a closed port, tasks sent for real (not run eagerly); call the
+    fixture's value to bring the broker back."""
+    from aigc_django.tasks import flush_events
+
+    app = flush_events.app
+    saved = app.conf.broker_url
+
+    def point(url: str, eager: bool) -> None:
+        app.conf.broker_url = url
+        app.conf.task_always_eager = eager
+        # Celery keeps its broker connections in pools made from the URL they were first
+        # made with: forget them so the next send connects to ``url``. (Not closed: kombu
+        # hands a closed pool out again for the same URL.)
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    point(f"redis://127.0.0.1:{closed_port()}/0", eager=False)
+    yield lambda: point(saved, eager=True)
+    point(saved, eager=True)

@@ -17,7 +17,6 @@ import contextlib
 import logging
 import re
 import shutil
-import socket
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -44,7 +43,7 @@ from aigc_django.profiles.build import ensure_everyone
 from aigc_django.tasks import flush_events, generate_variants
 from aigc_django.tracking import ingest
 from aigc_django.tracking.visitors import set_visitor_cookie
-from tests.conftest import BROWSER_UA
+from tests.conftest import BROWSER_UA, closed_port
 from tests.shopapp.models import Category
 from tests.shopapp.models import Product as ShopProduct
 
@@ -54,13 +53,6 @@ DUMMY_COPY = "aigc_django.generation.backends.dummy.DummyCopyBackend"
 DUMMY_IMAGE = "aigc_django.generation.backends.dummy.DummyImageBackend"
 BUILTIN_COPY = "aigc_django.generation.backends.builtin_copy.BuiltinCopyBackend"
 JOBS = "/admin/aigc_django/generationjob/"
-
-
-def closed_port() -> int:
-    """A local TCP port nothing listens on: bound, then closed again."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(autouse=True)
@@ -406,27 +398,6 @@ def shown(client: Client) -> dict[str, str]:
 
 
 # The broker down while visitors browse ----------------------------------------------------------
-
-
-@pytest.fixture
-def broker_down():
-    """The Celery broker at a closed port, tasks sent for real (not run eagerly); call the
-    fixture's value to bring the broker back."""
-    app = flush_events.app
-    saved = app.conf.broker_url
-
-    def point(url: str, eager: bool) -> None:
-        app.conf.broker_url = url
-        app.conf.task_always_eager = eager
-        # Celery keeps its broker connections in pools made from the URL they were first
-        # made with: forget them so the next send connects to ``url``. (Not closed: kombu
-        # hands a closed pool out again for the same URL.)
-        app._pool = None
-        app.amqp._producer_pool = None
-
-    point(f"redis://127.0.0.1:{closed_port()}/0", eager=False)
-    yield lambda: point(saved, eager=True)
-    point(saved, eager=True)
 
 
 def browse(visitors: int, products: list[str]) -> list[tuple[str, str, str]]:

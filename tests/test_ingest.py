@@ -262,22 +262,10 @@ def test_redis_down_falls_back_to_a_direct_write(aigc, caplog):
     assert "wrote 1 events directly" in caplog.text
 
 
-def test_broker_down_flushes_in_process(redis_buffered, settings, caplog):
-    from aigc_django.tasks import flush_events
-
-    settings.CELERY_TASK_ALWAYS_EAGER = False
-    flush_events.app.conf.task_always_eager = False
-    broker = flush_events.app.conf.broker_url
-    flush_events.app.conf.broker_url = "redis://127.0.0.1:1/0"
-    flush_events.app.pool.force_close_all()
-    try:
-        with caplog.at_level(logging.WARNING, logger="aigc_django.tracking"):
-            for _ in range(4):
-                track(None, "page_view", visitor=uuid.uuid4())
-    finally:
-        flush_events.app.conf.task_always_eager = True
-        flush_events.app.conf.broker_url = broker
-        flush_events.app.pool.force_close_all()
+def test_broker_down_flushes_in_process(redis_buffered, broker_down, caplog):
+    with caplog.at_level(logging.WARNING, logger="aigc_django.tracking"):
+        for _ in range(4):
+            track(None, "page_view", visitor=uuid.uuid4())
     assert Event.objects.count() == 4
     assert "broker unreachable" in caplog.text
 
