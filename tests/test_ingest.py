@@ -89,6 +89,40 @@ def test_late_events_widen_first_and_last_seen_but_never_narrow_them():
     assert stored.first_seen == datetime.fromisoformat(early["occurred_at"])
 
 
+def test_clean_times_are_utc_texts_that_sort_as_the_times_do():
+    made = clean_event(
+        {"kind": "page_view", "occurred_at": "2026-11-30T14:00:00+02:00"},
+        visitor_id=uuid.uuid4(),
+        now=datetime(2026, 11, 30, 13, tzinfo=UTC),
+    )
+    assert made["occurred_at"] == "2026-11-30T12:00:00.000000+00:00"
+
+
+def test_times_in_any_form_are_written_and_compared_as_times():
+    # Events from an older buffer may carry other offsets, or datetimes (not from clean_event).
+    base = make_events(1, visitors=1)[0]
+    late = {**base, "occurred_at": "2026-11-30T09:30:00-02:00"}  # 11:30 UTC: the latest
+    early = {**base, "occurred_at": datetime(2026, 11, 30, 10, 15, tzinfo=UTC)}
+    middle = {**base, "occurred_at": "2026-11-30T11:00:00.000000+00:00"}
+    assert ingest.write_events([middle, late, early]) == 3
+    visitor = Visitor.objects.get(pk=base["visitor"])
+    assert visitor.first_seen == datetime(2026, 11, 30, 10, 15, tzinfo=UTC)
+    assert visitor.last_seen == datetime(2026, 11, 30, 11, 30, tzinfo=UTC)
+    assert sorted(Event.objects.values_list("occurred_at", flat=True)) == [
+        datetime(2026, 11, 30, 10, 15, tzinfo=UTC),
+        datetime(2026, 11, 30, 11, tzinfo=UTC),
+        datetime(2026, 11, 30, 11, 30, tzinfo=UTC),
+    ]
+
+
+def test_visitor_ids_in_any_case_are_one_visitor():
+    base = make_events(2, visitors=1)
+    base[1]["visitor"] = base[1]["visitor"].upper()
+    assert ingest.write_events(base[:1]) == 1
+    assert ingest.write_events(base[1:]) == 1
+    assert Visitor.objects.count() == 1 and Event.objects.count() == 2
+
+
 def test_database_errors_from_copy_are_django_errors(postgres):
     event = make_events(1)[0]
     event["category"] = "x" * 500  # past validation, too long for the column

@@ -3,7 +3,10 @@
 A clean event is a small JSON-serializable dict (it may wait in a Redis buffer)::
 
     {"visitor": "<uuid>", "kind": "product_view", "item": "sku-1", "category": "shoes",
-     "value": None, "properties": {}, "occurred_at": "2026-11-30T12:00:00+00:00"}
+     "value": None, "properties": {}, "occurred_at": "2026-11-30T12:00:00.000000+00:00"}
+
+``occurred_at`` is always UTC with microseconds (:func:`time_text`), so clean events' times
+compare as text.
 """
 
 from __future__ import annotations
@@ -27,6 +30,15 @@ FIELDS_WITH_VISITOR = FIELDS | {"visitor"}
 MAX_KEY_LENGTH = 128
 # Clocks drift: a browser a few minutes ahead is not an error.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
+
+
+def time_text(when: datetime) -> str:
+    """A time as clean events carry it: UTC to the microsecond, so that the texts of two
+    times sort as the times do (``"2026-11-30T12:00:00.000000+00:00"``). Naive times are
+    taken as UTC."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def allowed_kinds() -> frozenset[str]:
@@ -184,5 +196,5 @@ def clean_event(
         "category": _key(data, "category"),
         "value": value,
         "properties": properties,
-        "occurred_at": when.isoformat(),
+        "occurred_at": time_text(when),
     }

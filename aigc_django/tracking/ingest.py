@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -35,6 +36,7 @@ from django.db import DataError, IntegrityError, connections, router, transactio
 
 from aigc_django.conf import aigc_settings
 from aigc_django.models.tracking import Event, IngestBatch, Visitor
+from aigc_django.tracking.events import time_text
 
 logger = logging.getLogger("aigc_django.tracking")
 
@@ -47,6 +49,8 @@ EVENT_COLUMNS = (
     "properties",
     "occurred_at",
 )
+CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+TIME_TEXT_LENGTH = len("2026-11-30T12:00:00.000000+00:00")
 # Keep IN lists and bulk statements well inside every backend's parameter limit.
 CHUNK = 5000
 # last_seen moves forward (and first_seen back) only; a row is rewritten only when one of
@@ -80,13 +84,18 @@ MERGED_SQL = (
 
 
 def _rows(events: Iterable[dict[str, Any]]) -> tuple[list[tuple], dict[str, tuple]]:
-    """Event rows in column order and the first/last time each visitor was seen."""
+    """Event rows in column order and the first/last time each visitor was seen.
+
+    Times are kept as :func:`time_text` texts (what clean events carry), compared as text and
+    written as text: parsing and formatting 200,000 times cost more than the COPY's Python
+    side. Anything else (a datetime, another ISO 8601 form) is converted first.
+    """
     rows = []
-    seen: dict[str, tuple[datetime, datetime]] = {}
+    seen: dict[str, tuple[str, str]] = {}
     for event in events:
         when = event["occurred_at"]
-        if isinstance(when, str):
-            when = datetime.fromisoformat(when)
+        if not (isinstance(when, str) and len(when) == TIME_TEXT_LENGTH and when[-6:] == "+00:00"):
+            when = time_text(when if isinstance(when, datetime) else datetime.fromisoformat(when))
         visitor = event["visitor"]
         rows.append(
             (
@@ -99,9 +108,17 @@ def _rows(events: Iterable[dict[str, Any]]) -> tuple[list[tuple], dict[str, tupl
                 when,
             )
         )
-        first, last = seen.get(visitor, (when, when))
-        seen[visitor] = (min(first, when), max(last, when))
+        found = seen.get(visitor)
+        if found is None:
+            seen[visitor] = (when, when)
+        elif when < found[0] or when > found[1]:
+            seen[visitor] = (min(found[0], when), max(found[1], when))
     return rows, seen
+
+
+def _canonical_uuid(text: str) -> str:
+    """``text`` as a lower-case, hyphenated UUID; ValueError when it is not a UUID."""
+    return text if CANONICAL_UUID.fullmatch(text) else str(uuid.UUID(text))
 
 
 def _array(values: Iterable[str]) -> str:
@@ -109,7 +126,7 @@ def _array(values: Iterable[str]) -> str:
     return "{" + ",".join(values) + "}"
 
 
-def _upsert_visitors(seen: dict[str, tuple[datetime, datetime]], using: str) -> dict[str, str]:
+def _upsert_visitors(seen: dict[str, tuple[str, str]], using: str) -> dict[str, str]:
     """Create missing visitors, widen first/last seen; return {merged id: id it went into}.
 
     Visitors are written in id order, so concurrent writers lock rows in the same order and
@@ -121,8 +138,8 @@ def _upsert_visitors(seen: dict[str, tuple[datetime, datetime]], using: str) -> 
     if connection.vendor == "postgresql":
         # Arrays go as one text literal each: psycopg adapts a Python list element by
         # element, which cost more than the statement. UUIDs are made canonical and times
-        # are ISO 8601, so no element needs quoting.
-        ids = [str(uuid.UUID(vid)) for vid, _ in ordered]
+        # are time_text() texts, so no element needs quoting.
+        ids = [_canonical_uuid(vid) for vid, _ in ordered]
         with connection.cursor() as cursor:
             for start in range(0, len(ordered), CHUNK):
                 part = ordered[start : start + CHUNK]
@@ -130,8 +147,8 @@ def _upsert_visitors(seen: dict[str, tuple[datetime, datetime]], using: str) -> 
                     UPSERT_SQL["postgresql"].format(table=table),
                     [
                         _array(ids[start : start + CHUNK]),
-                        _array(first.isoformat() for _, (first, _) in part),
-                        _array(last.isoformat() for _, (_, last) in part),
+                        _array(first for _, (first, _) in part),
+                        _array(last for _, (_, last) in part),
                     ],
                 )
             cursor.execute(MERGED_SQL.format(table=table), [_array(ids)])

@@ -14,6 +14,7 @@ from aigc_django.conf import aigc_settings
 from aigc_django.models import Event, IngestBatch, Profile, Visitor
 from aigc_django.profiles import lookup
 from aigc_django.tracking import ingest
+from aigc_django.tracking.events import time_text
 
 logger = logging.getLogger("aigc_django.tracking")
 
@@ -157,7 +158,7 @@ def purge(now: datetime | None = None, days: int | None = None, chunk: int = 10_
         if not ids:
             break
         events += Event.objects.filter(id__in=ids).delete()[0]
-    stamp = cutoff.isoformat()
+    stamp = time_text(cutoff)  # clean events' times compare as text
     events += _drop_set_aside(lambda event: str(event.get("occurred_at", "")) < stamp)
     stale = Visitor.objects.filter(last_seen__lt=cutoff, user__isnull=True, events__isnull=True)
     visitors = stale.count()
