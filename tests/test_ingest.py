@@ -394,3 +394,36 @@ def test_a_write_after_an_erasure_began_waits_and_leaves_no_orphan(postgres, mon
     # The later events start the visitor afresh (its browser still sends them), whole.
     assert Event.objects.count() == 2 and Visitor.objects.filter(pk=visitor).exists()
     assert _orphans() == 0
+
+
+def test_a_write_waiting_on_a_login_merge_follows_the_merge(postgres):
+    import threading
+
+    from django.contrib.auth.models import User
+    from django.db import transaction
+
+    from aigc_django.tracking.visitors import merge_into_user
+
+    user = User.objects.create_user("shopper")
+    root = Visitor.objects.create(user=user)
+    events = make_events(3, visitors=1)
+    anonymous = events[0]["visitor"]
+    ingest.write_events(events[:1])
+    merged, release = threading.Event(), threading.Event()
+
+    def merge_and_hold():
+        with transaction.atomic():
+            merge_into_user(uuid.UUID(anonymous), User.objects.get(pk=user.pk))
+            merged.set()
+            release.wait(10)
+
+    merger, _ = _in_thread(merge_and_hold)
+    assert merged.wait(10)
+    writer, wrote = _in_thread(ingest.write_events, events[1:])
+    writer.join(0.5)
+    assert writer.is_alive(), "the write must wait for the merge's lock"
+    release.set()
+    merger.join(10)
+    writer.join(10)
+    assert wrote.get("result") == 2, wrote
+    assert set(Event.objects.values_list("visitor_id", flat=True)) == {root.pk}

@@ -55,15 +55,21 @@ TIME_TEXT_LENGTH = len("2026-11-30T12:00:00.000000+00:00")
 CHUNK = 5000
 # last_seen moves forward (and first_seen back) only; a row is rewritten only when one of
 # them moves by more than five minutes, so the same visitors in batch after batch cost little.
+# On PostgreSQL the statement also answers which visitors were merged into another: a merged
+# row is always "updated" (to no effect), so RETURNING shows it, read from the row's latest
+# version after its lock is taken, so a merge that commits while the writer waits is seen.
 UPSERT_SQL = {
     "postgresql": (
+        "WITH written AS ("
         "INSERT INTO {table} AS v (id, first_seen, last_seen) "
         "SELECT * FROM unnest(%s::uuid[], %s::timestamptz[], %s::timestamptz[]) "
         "ON CONFLICT (id) DO UPDATE SET "
         "last_seen = GREATEST(v.last_seen, EXCLUDED.last_seen), "
         "first_seen = LEAST(v.first_seen, EXCLUDED.first_seen) "
         "WHERE v.last_seen < EXCLUDED.last_seen - interval '5 minutes' "
-        "OR v.first_seen > EXCLUDED.first_seen"
+        "OR v.first_seen > EXCLUDED.first_seen OR v.merged_into_id IS NOT NULL "
+        "RETURNING v.id, v.merged_into_id"
+        ") SELECT id, merged_into_id FROM written WHERE merged_into_id IS NOT NULL"
     ),
     "sqlite": (
         "INSERT INTO {table} AS v (id, first_seen, last_seen) VALUES (%s, %s, %s) "
@@ -73,11 +79,6 @@ UPSERT_SQL = {
         "WHERE v.last_seen < excluded.last_seen OR v.first_seen > excluded.first_seen"
     ),
 }
-# Reads the partial index on merged_into (only merged visitors are in it).
-MERGED_SQL = (
-    "SELECT id, merged_into_id FROM {table} "
-    "WHERE id = ANY(%s::uuid[]) AND merged_into_id IS NOT NULL"
-)
 
 
 # --------------------------------------------------------------------------------- writing
@@ -140,6 +141,7 @@ def _upsert_visitors(seen: dict[str, tuple[str, str]], using: str) -> dict[str, 
         # element, which cost more than the statement. UUIDs are made canonical and times
         # are time_text() texts, so no element needs quoting.
         ids = [_canonical_uuid(vid) for vid, _ in ordered]
+        merged: dict[str, str] = {}
         with connection.cursor() as cursor:
             for start in range(0, len(ordered), CHUNK):
                 part = ordered[start : start + CHUNK]
@@ -151,8 +153,8 @@ def _upsert_visitors(seen: dict[str, tuple[str, str]], using: str) -> dict[str, 
                         _array(last for _, (_, last) in part),
                     ],
                 )
-            cursor.execute(MERGED_SQL.format(table=table), [_array(ids)])
-            return {str(a): str(b) for a, b in cursor.fetchall()}
+                merged.update((str(a), str(b)) for a, b in cursor.fetchall())
+        return merged
     if connection.vendor == "sqlite":
         fields = [Visitor._meta.get_field(name) for name in ("id", "first_seen", "last_seen")]
         rows = [
