@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
 from aigc_django import track
@@ -305,15 +307,12 @@ def test_broker_down_flushes_in_process(redis_buffered, broker_down, caplog):
 
 
 # Events carry no database foreign key to their visitor: the row locks of ingest, erasure and
-# merges keep every event's visitor in place. Both orders of a write racing an erasure:
+# merges keep every event's visitor in place. A write racing an erasure (both orders) and a
+# write racing a login merge:
 
 
 def _in_thread(target, *args):
     """Run ``target`` in a thread with its own connection; return (thread, result box)."""
-    import threading
-
-    from django.db import connections
-
     box: dict = {}
 
     def run():
@@ -329,43 +328,53 @@ def _in_thread(target, *args):
     return thread, box
 
 
+def _hold_open(work, *args) -> Callable[[], None]:
+    """Run ``work(*args)`` in a thread, in a transaction left open (its locks held) until
+    the returned function is called; that function ends it and waits for the thread."""
+    done, release = threading.Event(), threading.Event()
+
+    def run():
+        with transaction.atomic():
+            work(*args)
+            done.set()
+            release.wait(10)
+
+    thread, _ = _in_thread(run)
+    assert done.wait(10)
+
+    def end():
+        release.set()
+        thread.join(10)
+
+    return end
+
+
+def _waits(target, *args):
+    """Start ``target(*args)`` in a thread and check that it is blocked; (thread, box)."""
+    thread, box = _in_thread(target, *args)
+    thread.join(0.5)
+    assert thread.is_alive(), f"{target.__name__} must wait for the other transaction's lock"
+    return thread, box
+
+
 def _orphans() -> int:
     return Event.objects.exclude(visitor_id__in=Visitor.objects.values("id")).count()
 
 
 def test_an_erasure_waits_for_a_write_in_flight_and_deletes_its_events(postgres):
-    import threading
-
-    from django.db import transaction
-
     from aigc_django.tracking.privacy import erase_visitor
 
     events = make_events(5, visitors=1)
-    visitor = events[0]["visitor"]
     ingest.write_events(events[:2])
-    written, release = threading.Event(), threading.Event()
-
-    def write_and_hold():
-        with transaction.atomic():
-            ingest.write_events(events[2:])
-            written.set()
-            release.wait(10)
-
-    writer, _ = _in_thread(write_and_hold)
-    assert written.wait(10)
-    eraser, erased = _in_thread(erase_visitor, visitor)
-    eraser.join(0.5)
-    assert eraser.is_alive(), "the erasure must wait for the writer's lock"
-    release.set()
-    writer.join(10)
+    end_write = _hold_open(ingest.write_events, events[2:])
+    eraser, erased = _waits(erase_visitor, events[0]["visitor"])
+    end_write()
     eraser.join(10)
     assert erased.get("result") == {"visitors": 1, "events": 5}, erased
     assert not Event.objects.exists() and not Visitor.objects.exists()
 
 
 def test_a_write_after_an_erasure_began_waits_and_leaves_no_orphan(postgres, monkeypatch):
-    import threading
-
     from aigc_django.tracking import privacy
 
     events = make_events(4, visitors=1)
@@ -383,9 +392,7 @@ def test_a_write_after_an_erasure_began_waits_and_leaves_no_orphan(postgres, mon
     monkeypatch.setattr(privacy, "_lock", lock_and_hold)
     eraser, erased = _in_thread(privacy.erase_visitor, visitor)
     assert locked.wait(10)
-    writer, wrote = _in_thread(ingest.write_events, events[2:])
-    writer.join(0.5)
-    assert writer.is_alive(), "the write must wait for the erasure's lock"
+    writer, wrote = _waits(ingest.write_events, events[2:])
     release.set()
     eraser.join(10)
     writer.join(10)
@@ -397,33 +404,18 @@ def test_a_write_after_an_erasure_began_waits_and_leaves_no_orphan(postgres, mon
 
 
 def test_a_write_waiting_on_a_login_merge_follows_the_merge(postgres):
-    import threading
-
     from django.contrib.auth.models import User
-    from django.db import transaction
 
     from aigc_django.tracking.visitors import merge_into_user
 
     user = User.objects.create_user("shopper")
     root = Visitor.objects.create(user=user)
     events = make_events(3, visitors=1)
-    anonymous = events[0]["visitor"]
+    anonymous = uuid.UUID(events[0]["visitor"])
     ingest.write_events(events[:1])
-    merged, release = threading.Event(), threading.Event()
-
-    def merge_and_hold():
-        with transaction.atomic():
-            merge_into_user(uuid.UUID(anonymous), User.objects.get(pk=user.pk))
-            merged.set()
-            release.wait(10)
-
-    merger, _ = _in_thread(merge_and_hold)
-    assert merged.wait(10)
-    writer, wrote = _in_thread(ingest.write_events, events[1:])
-    writer.join(0.5)
-    assert writer.is_alive(), "the write must wait for the merge's lock"
-    release.set()
-    merger.join(10)
+    end_merge = _hold_open(merge_into_user, anonymous, User.objects.get(pk=user.pk))
+    writer, wrote = _waits(ingest.write_events, events[1:])
+    end_merge()
     writer.join(10)
     assert wrote.get("result") == 2, wrote
     assert set(Event.objects.values_list("visitor_id", flat=True)) == {root.pk}
