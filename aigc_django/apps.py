@@ -13,7 +13,10 @@ class AigcDjangoConfig(AppConfig):
         from django.contrib.auth.signals import user_logged_in, user_logged_out
 
         from aigc_django import checks  # noqa: F401  (registers the system checks)
-        from aigc_django.delivery import cache  # noqa: F401  (bumps cached slots on reviews)
+        from aigc_django.delivery import (
+            cache,  # noqa: F401  (bumps cached slots on reviews)
+            selection,  # noqa: F401  (drops stale sticky entries)
+        )
         from aigc_django.moderation import signals  # noqa: F401  (connects auto-approval)
         from aigc_django.tracking.signals import merge_visitor_on_login, new_visitor_on_logout
 

@@ -34,6 +34,7 @@ from typing import Any
 
 from django.core.cache import cache as django_cache
 from django.db import Error as DatabaseError
+from django.dispatch import receiver
 from django.http import HttpRequest
 
 from aigc_django.conf import aigc_settings
@@ -121,6 +122,13 @@ def sticky_key(visitor_id: Any) -> str:
     in one cache round trip.
     """
     return f"aigc:sticky:{visitor_id}"
+
+
+@receiver(lookup.segments_forgotten, dispatch_uid="aigc_delivery_segments_forgotten")
+def forget_sticky(sender: Any, visitor_ids: list[Any], **kwargs: Any) -> None:
+    """The visitors' segments changed (or they were erased): drop their sticky entries,
+    which keep the segment beside the picks."""
+    django_cache.delete_many([sticky_key(v) for v in visitor_ids])
 
 
 def choose(request: HttpRequest | Any, slot_key: str, rng: random.Random | None = None) -> Choice:

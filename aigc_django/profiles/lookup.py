@@ -10,12 +10,16 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.core.cache import cache
+from django.dispatch import Signal
 
 from aigc_django.conf import aigc_settings
 from aigc_django.models import Profile
 
 VERSION_KEY = "aigc:segments:version"
 EVERYONE = "everyone"
+
+# Sent by forget() with ``visitor_ids``: the segments of these visitors may have changed.
+segments_forgotten = Signal()
 
 
 def _version() -> int:
@@ -61,12 +65,10 @@ def bump_version() -> None:
 
 
 def forget(visitor_ids: Iterable[Any]) -> None:
-    """Invalidate the cached answers of some visitors (after an incremental update)."""
-    from aigc_django.delivery.selection import sticky_key
-
+    """Invalidate the cached answers of some visitors (after an incremental update or an
+    erasure), then send :data:`segments_forgotten` so that whoever keeps a copy of their
+    segments drops it too (delivery keeps one beside each visitor's sticky picks)."""
     visitor_ids = list(visitor_ids)
     version = _version()
-    # Delivery keeps each visitor's segment beside their sticky picks: drop those too.
-    cache.delete_many(
-        [_key(version, v) for v in visitor_ids] + [sticky_key(v) for v in visitor_ids]
-    )
+    cache.delete_many([_key(version, v) for v in visitor_ids])
+    segments_forgotten.send(sender=Profile, visitor_ids=visitor_ids)
