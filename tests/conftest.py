@@ -236,3 +236,50 @@ def broker_down():
     point(f"redis://127.0.0.1:{closed_port()}/0", eager=False)
     yield lambda: point(saved, eager=True)
     point(saved, eager=True)
+
+
+def runners_and_slots(top_items: list[str], *, brief: str = "", copy_slot: bool = False) -> dict:
+    """The "runners" segment and the "home-hero" banner slot the generation tests share:
+    ``{"runners": ..., "banner": ...}``, and ``"copy"``, the "home-copy" copy slot, with
+    ``copy_slot=True`` (made before the banner). ``top_items`` are the segment's top
+    items, ``brief`` the banner's brief."""
+    from aigc_django.models import Segment, Slot
+
+    made = {
+        "runners": Segment.objects.create(
+            key="runners",
+            name="Runners",
+            top_categories=[["running-shoes", 0.8]],
+            top_items=top_items,
+        )
+    }
+    if copy_slot:
+        made["copy"] = Slot.objects.create(
+            key="home-copy",
+            name="Home copy",
+            kind=Slot.Kind.COPY,
+            copy_fields={"headline": 50, "cta": 20},
+            variants_per_segment=3,
+        )
+    made["banner"] = Slot.objects.create(
+        key="home-hero",
+        name="Home hero",
+        kind=Slot.Kind.BANNER,
+        sizes=[[600, 200], [300, 250]],
+        copy_fields={"headline": 50, "body": 120, "cta": 20},
+        variants_per_segment=2,
+        brief=brief,
+    )
+    return made
+
+
+def superuser_client(
+    username: str = "admin", email: str | None = "admin@example.com", **options
+) -> Client:
+    """A test client (made with ``options``) logged in as a new superuser."""
+    from django.contrib.auth.models import User
+
+    user = User.objects.create_superuser(username, email, "pw")
+    client = Client(**options)
+    client.force_login(user)
+    return client

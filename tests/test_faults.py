@@ -43,7 +43,7 @@ from aigc_django.profiles.build import ensure_everyone
 from aigc_django.tasks import flush_events, generate_variants
 from aigc_django.tracking import ingest
 from aigc_django.tracking.visitors import set_visitor_cookie
-from tests.conftest import BROWSER_UA, closed_port
+from tests.conftest import BROWSER_UA, closed_port, superuser_client
 from tests.shopapp.models import Category
 from tests.shopapp.models import Product as ShopProduct
 
@@ -196,13 +196,6 @@ def corrupt_config(directory: Path) -> None:
 
 def remove_directory(directory: Path) -> None:
     shutil.rmtree(directory)
-
-
-def superuser_client() -> Client:
-    admin = User.objects.create_superuser("admin", "admin@example.com", "pw")
-    client = Client()
-    client.force_login(admin)
-    return client
 
 
 def job_row(client: Client, job: GenerationJob) -> str:

@@ -36,6 +36,7 @@ from aigc_django.generation.gan.data import (
 )
 from aigc_django.generation.gan.train import train_gan_model
 from aigc_django.models import GenerationJob, ModelArtifact, Segment, Slot, Variant
+from tests.conftest import runners_and_slots
 from tests.shopapp.models import Category
 from tests.shopapp.models import Product as ShopProduct
 
@@ -413,21 +414,7 @@ def test_train_gan_model_task_and_its_route(models_dir):
 
 @pytest.fixture
 def shop_slots() -> dict:
-    runners = Segment.objects.create(
-        key="runners",
-        name="Runners",
-        top_categories=[["running-shoes", 0.8]],
-        top_items=["RUN-1", "RUN-2"],
-    )
-    banner = Slot.objects.create(
-        key="home-hero",
-        name="Home hero",
-        kind=Slot.Kind.BANNER,
-        sizes=[[600, 200], [300, 250]],
-        copy_fields={"headline": 50, "body": 120, "cta": 20},
-        variants_per_segment=2,
-    )
-    return {"runners": runners, "banner": banner}
+    return runners_and_slots(["RUN-1", "RUN-2"])
 
 
 def test_a_generation_job_with_the_gan_backend(models_dir, shop_slots):

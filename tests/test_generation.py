@@ -18,7 +18,7 @@ from aigc_django.generation.briefs import Brief, Product
 from aigc_django.generation.safety import check_copy
 from aigc_django.models import GenerationJob, Segment, Slot, Variant
 from aigc_django.tasks import generate_variants
-from tests.conftest import DUMMY_COPY
+from tests.conftest import DUMMY_COPY, runners_and_slots
 from tests.shopapp.models import Category
 from tests.shopapp.models import Product as ShopProduct
 
@@ -42,29 +42,7 @@ def shop():
             sku=f"S{i}", name=f"Trail Runner {i}", price=Decimal(f"{80 + i}.90"), category=shoes
         )
     ShopProduct.objects.create(sku="B1", name="Novel", price=Decimal("12.50"), category=books)
-    runners = Segment.objects.create(
-        key="runners",
-        name="Runners",
-        top_categories=[["running-shoes", 0.8]],
-        top_items=["S2", "S1"],
-    )
-    copy_slot = Slot.objects.create(
-        key="home-copy",
-        name="Home copy",
-        kind=Slot.Kind.COPY,
-        copy_fields={"headline": 50, "cta": 20},
-        variants_per_segment=3,
-    )
-    banner = Slot.objects.create(
-        key="home-hero",
-        name="Home hero",
-        kind=Slot.Kind.BANNER,
-        sizes=[[600, 200], [300, 250]],
-        copy_fields={"headline": 50, "body": 120, "cta": 20},
-        variants_per_segment=2,
-        brief="Spring running season",
-    )
-    return {"runners": runners, "copy": copy_slot, "banner": banner}
+    return runners_and_slots(["S2", "S1"], brief="Spring running season", copy_slot=True)
 
 
 def copy_backend() -> DummyCopyBackend:

@@ -36,7 +36,7 @@ from aigc_django.generation.safety import check_copy
 from aigc_django.models import Event, GenerationJob, Review, Segment, Slot, Variant
 from aigc_django.profiles.build import ensure_everyone
 from tests import settings as test_settings
-from tests.conftest import BROWSER_UA
+from tests.conftest import BROWSER_UA, superuser_client
 from tests.shopapp.models import Category
 from tests.shopapp.models import Product as ShopProduct
 
@@ -85,10 +85,9 @@ def client_for(role: str, visitor: Client, **options: Any) -> Client:
         return Client(**options)
     if role == "visitor":
         return visitor
-    user = User.objects.create_user(role, password="pw", is_staff=True)
     if role == "superuser":
-        user.is_superuser = True
-        user.save()
+        return superuser_client(role, email=None, **options)
+    user = User.objects.create_user(role, password="pw", is_staff=True)
     codenames = {"staff": VIEW_PERMISSIONS, "reviewer": (*VIEW_PERMISSIONS, "review_variant")}
     user.user_permissions.set(
         Permission.objects.filter(
