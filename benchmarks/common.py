@@ -58,6 +58,38 @@ def setup_django(db: str | None = None, mode: str | None = None, settings: str =
     call_command("migrate", verbosity=0, interactive=False)
 
 
+def configure_throwaway_site(
+    database: str,
+    apps: list[str],
+    *,
+    migrate: bool = True,
+    run_syncdb: bool = False,
+    **settings: Any,
+) -> None:
+    """Configure Django in-process for a throwaway SQLite site, set it up and migrate.
+
+    ``database`` is the SQLite file; ``apps`` come after ``django.contrib.auth`` and
+    ``django.contrib.contenttypes`` in ``INSTALLED_APPS``; ``settings`` are the script's
+    own (``AIGC``, ``MEDIA_ROOT``...). ``run_syncdb`` creates the tables of apps without
+    migrations (the catalog apps); ``migrate=False`` leaves migrating to the caller.
+    """
+    import django
+    from django.conf import settings as django_settings
+    from django.core.management import call_command
+
+    django_settings.configure(
+        SECRET_KEY="benchmark-only",
+        USE_TZ=True,
+        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
+        INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes", *apps],
+        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": database}},
+        **settings,
+    )
+    django.setup()
+    if migrate:
+        call_command("migrate", verbosity=0, interactive=False, run_syncdb=run_syncdb)
+
+
 def ensure_database(name: str) -> None:
     """Create the database; one named aigc_bench* is dropped and created afresh.
 

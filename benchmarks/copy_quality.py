@@ -32,7 +32,10 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import ROOT, configure_throwaway_site
+
 FIELDS = {"headline": 60, "body": 160, "cta": 24}
 # Segment key -> top categories (with shares), as a profile rebuild would store them.
 SEGMENTS = {
@@ -45,27 +48,14 @@ PRODUCTS_PER_BRIEF = 6
 
 def setup_django(model_dir: str | None = None) -> None:
     """A throwaway SQLite site with the app and the test shop app as its catalog."""
-    for path in (str(ROOT), str(ROOT / "example_project")):
-        if path not in sys.path:
-            sys.path.insert(0, path)
-    import django
-    from django.conf import settings
-    from django.core.management import call_command
-
+    example = str(ROOT / "example_project")
+    if example not in sys.path:
+        sys.path.insert(0, example)
     workdir = tempfile.mkdtemp(prefix="aigc-copy-bench-")
-    settings.configure(
-        SECRET_KEY="benchmark-only",
-        USE_TZ=True,
-        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
-        INSTALLED_APPS=[
-            "django.contrib.auth",
-            "django.contrib.contenttypes",
-            "aigc_django",
-            "tests.shopapp",
-        ],
-        DATABASES={
-            "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": f"{workdir}/db.sqlite3"}
-        },
+    configure_throwaway_site(
+        f"{workdir}/db.sqlite3",
+        ["aigc_django", "tests.shopapp"],
+        run_syncdb=True,
         AIGC={
             "CATALOG": {
                 "MODEL": "shopapp.Product",
@@ -87,8 +77,6 @@ def setup_django(model_dir: str | None = None) -> None:
             },
         },
     )
-    django.setup()
-    call_command("migrate", verbosity=0, interactive=False, run_syncdb=True)
 
 
 def seed_shop(per_category: int, seed: int = 0) -> None:

@@ -24,40 +24,32 @@ during the outage.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import logging
-import socket
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.delivery_render import request_for, seed, setup, write_site
+from benchmarks.common import free_port
+from benchmarks.delivery_render import (
+    TIMES_HEADER,
+    parse_arguments,
+    request_for,
+    seed,
+    temporary_site,
+    times_columns,
+)
 
 MODES = ("warm", "cache down", "database down")
 
 
-def closed_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--iterations", type=int, default=1000)
-    parser.add_argument("--visitors", type=int, default=200)
-    parser.add_argument("--segments", type=int, default=6)
-    parser.add_argument("--products", type=int, default=24)
-    args = parser.parse_args()
+    args = parse_arguments(__doc__, iterations=1000)
 
-    with tempfile.TemporaryDirectory(prefix="aigc-delivery-outage-") as tmp:
-        folder = write_site(Path(tmp), args.products)
-        setup(folder)
+    with temporary_site(args.products, prefix="aigc-delivery-outage-"):
         from django.db import OperationalError, connection
         from django.template.loader import get_template
         from django.test.utils import CaptureQueriesContext, override_settings
@@ -67,24 +59,26 @@ def main() -> None:
         logging.getLogger("aigc_django").setLevel(logging.ERROR)
         visitors = seed(args.segments, args.visitors)
         page = get_template("personalized.html")
-        context = {"products": [], "categories": []}
-        context["products"] = [
-            {
-                "name": f"Product {i}",
-                "price": "19.90",
-                "url": f"/p/{i}/",
-                "image": "",
-                "category": "",
-            }
-            for i in range(args.products)
-        ]
+        context = {
+            "products": [
+                {
+                    "name": f"Product {i}",
+                    "price": "19.90",
+                    "url": f"/p/{i}/",
+                    "image": "",
+                    "category": "",
+                }
+                for i in range(args.products)
+            ],
+            "categories": [],
+        }
         for visitor_id in visitors:  # warm
             page.render(context, request_for(visitor_id))
 
         down_cache = {
             "default": {
                 "BACKEND": "django.core.cache.backends.redis.RedisCache",
-                "LOCATION": f"redis://127.0.0.1:{closed_port()}/0",
+                "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
                 "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
             }
         }
@@ -130,15 +124,9 @@ def main() -> None:
         f"{args.visitors} visitors in {args.segments} segments; 3 slots; "
         f"{args.products} product cards; SQLite, local-memory cache when up"
     )
-    print(f"{'mode':<16}{'mean ms':>10}{'median ms':>12}{'p95 ms':>10}{'queries/page':>15}")
+    print(f"{'mode':<16}{TIMES_HEADER}{'queries/page':>15}")
     for mode, values in times.items():
-        values.sort()
-        print(
-            f"{mode:<16}{statistics.fmean(values) * 1000:>10.3f}"
-            f"{statistics.median(values) * 1000:>12.3f}"
-            f"{values[int(len(values) * 0.95)] * 1000:>10.3f}"
-            f"{queries[mode] / args.iterations:>15.1f}"
-        )
+        print(f"{mode:<16}{times_columns(values)}{queries[mode] / args.iterations:>15.1f}")
     warm = statistics.median(times["warm"])
     for mode in MODES[1:]:
         print(f"ratio {mode}/warm (median): {statistics.median(times[mode]) / warm:.2f}x")

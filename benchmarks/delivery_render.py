@@ -33,6 +33,8 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +207,38 @@ def setup(folder: Path) -> None:
     call_command("migrate", verbosity=0, interactive=False)
 
 
+@contextmanager
+def temporary_site(products: int, prefix: str) -> Iterator[Path]:
+    """The site written to a temporary folder and set up; yields the folder, removed after."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        folder = write_site(Path(tmp), products)
+        setup(folder)
+        yield folder
+
+
+def parse_arguments(doc: str, iterations: int) -> argparse.Namespace:
+    """The command line shared with ``delivery_outage.py``; ``iterations`` is the default."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--iterations", type=int, default=iterations)
+    parser.add_argument("--visitors", type=int, default=200)
+    parser.add_argument("--segments", type=int, default=6)
+    parser.add_argument("--products", type=int, default=24)
+    return parser.parse_args()
+
+
+TIMES_HEADER = f"{'mean ms':>10}{'median ms':>12}{'p95 ms':>10}"
+
+
+def times_columns(values: list[float]) -> str:
+    """Mean, median and p95 of render times in seconds, as milliseconds under TIMES_HEADER."""
+    ordered = sorted(values)
+    return (
+        f"{statistics.fmean(ordered) * 1000:>10.3f}"
+        f"{statistics.median(ordered) * 1000:>12.3f}"
+        f"{ordered[int(len(ordered) * 0.95)] * 1000:>10.3f}"
+    )
+
+
 def renditions(tag: str, sizes: list[list[int]]) -> dict[str, dict]:
     """Rendition data as generation stores it (full size and a half width, WebP + JPEG)."""
     found = {}
@@ -301,16 +335,9 @@ def write_static_parts(folder: Path, visitor_id: Any) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--iterations", type=int, default=3000)
-    parser.add_argument("--visitors", type=int, default=200)
-    parser.add_argument("--segments", type=int, default=6)
-    parser.add_argument("--products", type=int, default=24)
-    args = parser.parse_args()
+    args = parse_arguments(__doc__, iterations=3000)
 
-    with tempfile.TemporaryDirectory(prefix="aigc-delivery-render-") as tmp:
-        folder = write_site(Path(tmp), args.products)
-        setup(folder)
+    with temporary_site(args.products, prefix="aigc-delivery-render-") as folder:
         from django.db import connection
         from django.template.loader import get_template
         from django.test.utils import CaptureQueriesContext
@@ -362,14 +389,9 @@ def main() -> None:
     )
     print(f"static markup identical to the first visitor's personalized page: {same}")
     print(f"database queries during the timed renders: {len(queries)}")
-    print(f"{'page':<14}{'mean ms':>10}{'median ms':>12}{'p95 ms':>10}")
+    print(f"{'page':<14}{TIMES_HEADER}")
     for name, values in times.items():
-        values.sort()
-        print(
-            f"{name:<14}{statistics.fmean(values) * 1000:>10.3f}"
-            f"{statistics.median(values) * 1000:>12.3f}"
-            f"{values[int(len(values) * 0.95)] * 1000:>10.3f}"
-        )
+        print(f"{name:<14}{times_columns(values)}")
     mean_ratio = statistics.fmean(times["personalized"]) / statistics.fmean(times["static"])
     median_ratio = statistics.median(times["personalized"]) / statistics.median(times["static"])
     extra = statistics.median(times["personalized"]) - statistics.median(times["static"])

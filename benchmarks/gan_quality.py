@@ -44,32 +44,22 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import ROOT, configure_throwaway_site
+
 RES = 64
 
 
 def setup_django(workdir: str) -> None:
     """A throwaway SQLite site with the app and the example project's shop as its catalog."""
-    for path in (str(ROOT), str(ROOT / "example_project")):
-        if path not in sys.path:
-            sys.path.insert(0, path)
-    import django
-    from django.conf import settings
-    from django.core.management import call_command
-
-    settings.configure(
-        SECRET_KEY="benchmark-only",
-        USE_TZ=True,
-        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
-        INSTALLED_APPS=[
-            "django.contrib.auth",
-            "django.contrib.contenttypes",
-            "aigc_django",
-            "shop",
-        ],
-        DATABASES={
-            "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": f"{workdir}/db.sqlite3"}
-        },
+    example = str(ROOT / "example_project")
+    if example not in sys.path:
+        sys.path.insert(0, example)
+    configure_throwaway_site(
+        f"{workdir}/db.sqlite3",
+        ["aigc_django", "shop"],
+        run_syncdb=True,
         MEDIA_ROOT=f"{workdir}/media",
         MEDIA_URL="/media/",
         ROOT_URLCONF="aigc_django.urls",
@@ -87,8 +77,6 @@ def setup_django(workdir: str) -> None:
             "PROFILES": {"DEVICE": "cpu"},
         },
     )
-    django.setup()
-    call_command("migrate", verbosity=0, interactive=False, run_syncdb=True)
 
 
 def to_tensor(images):

@@ -31,9 +31,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import configure_throwaway_site
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -66,26 +66,17 @@ SMOKE = {
 
 
 def setup_django(folder: Path) -> None:
-    """A throwaway site: SQLite in ``folder``, models under ``folder``, no catalog."""
-    import django
-    from django.conf import settings
+    """A throwaway site: SQLite in ``folder``, models under ``folder``, no catalog.
 
-    settings.configure(
-        SECRET_KEY="benchmark-only",
-        USE_TZ=True,
-        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
-        INSTALLED_APPS=[
-            "django.contrib.auth",
-            "django.contrib.contenttypes",
-            "rest_framework",
-            "aigc_django",
-        ],
-        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(folder / "db")}},
+    Not migrated here: ``copy_part`` migrates when it needs the tables."""
+    configure_throwaway_site(
+        str(folder / "db"),
+        ["rest_framework", "aigc_django"],
+        migrate=False,
         CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
         MEDIA_ROOT=str(folder / "media"),
         AIGC={"MODEL_DIR": str(folder / "models")},
     )
-    django.setup()
 
 
 def timed(run: Any, repeats: int) -> float:

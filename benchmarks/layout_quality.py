@@ -34,26 +34,18 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import configure_throwaway_site
+
 DS_GAN = {"overlap": 0.022, "alignment": 0.0046}
 
 
 def setup_django(args: argparse.Namespace) -> None:
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    import django
-    from django.conf import settings
-    from django.core.management import call_command
-
     workdir = tempfile.mkdtemp(prefix="aigc-layout-bench-")
-    settings.configure(
-        SECRET_KEY="benchmark-only",
-        USE_TZ=True,
-        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
-        INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes", "aigc_django"],
-        DATABASES={
-            "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": f"{workdir}/db.sqlite3"}
-        },
+    configure_throwaway_site(
+        f"{workdir}/db.sqlite3",
+        ["aigc_django"],
         AIGC={
             "MODEL_DIR": f"{workdir}/models",
             "PROFILES": {"DEVICE": args.device},
@@ -64,8 +56,6 @@ def setup_django(args: argparse.Namespace) -> None:
             },
         },
     )
-    django.setup()
-    call_command("migrate", verbosity=0, interactive=False)
 
 
 def quantized(boxes: dict, size: tuple[int, int]) -> tuple:
@@ -141,41 +131,44 @@ def main() -> None:
     distinct: dict[str, dict[tuple[int, int], set]] = {name: {} for name in names}
     per_content: dict[str, list[int]] = {"vae": [], "fixed": []}
     repaired = {"vae": [0, 0], "random repaired": [0, 0]}
+
+    def add(name: str, boxes: dict, size: tuple[int, int], label=None) -> None:
+        elements[name].append(metrics.elements_of(boxes, size, label))
+        distinct[name].setdefault(size, set()).add(quantized(boxes, size))
+
+    def add_chosen(name: str, content: tuple, proposals: compose.LayoutProposals) -> compose.Layout:
+        """The layout a banner of ``content`` gets from ``proposals`` (a repaired sample,
+        else the fixed layout), added under ``name``; counts whether a sample was used."""
+        choice = compose.choose_layout(*content, proposals=proposals)
+        repaired[name][0] += choice.source == "vae"
+        repaired[name][1] += 1
+        add(name, choice.layout.boxes, content[0], choice.layout.cta_label)
+        return choice.layout
+
     started = time.perf_counter()
     for size in compose.SIZES:
         for _ in range(args.contents):
             _, copy, products, logo, segment = data._random_banner(rng)
             copy = {k: v for k, v in copy.items() if v}
-            copy_key = tuple(copy.items())
-            reference = compose.plan(size, copy_key, products, logo, fonts)
+            content = (size, tuple(copy.items()), products, logo, fonts)
+            reference = compose.plan(*content)
             if not reference.boxes:
                 continue
             condition = Condition.of(size, copy, len(products), logo is not None, None)
             condition = Condition(**{**condition.as_dict(), "segment": segment})
 
-            def add(name: str, boxes: dict, label=None, size=size) -> None:
-                elements[name].append(metrics.elements_of(boxes, size, label))
-                distinct[name].setdefault(size, set()).add(quantized(boxes, size))
-
-            add("fixed", reference.boxes, reference.cta_label)
+            add("fixed", reference.boxes, size, reference.cta_label)
             seen = set()
             for k in range(args.seeds):
                 seed = args.seed * 1000003 + len(elements["vae"]) * 7 + k
                 proposals = sampler.propose([condition], [seed], args.candidates)[0]
-                raw = {n: to_pixels(b, size) for n, b in proposals[0].items()}
-                add("vae raw", raw)
-                choice = compose.choose_layout(
-                    size,
-                    copy_key,
-                    products,
-                    logo,
-                    fonts,
-                    proposals=compose.LayoutProposals(sampler.version, seed, tuple(proposals)),
+                add("vae raw", {n: to_pixels(b, size) for n, b in proposals[0].items()}, size)
+                layout = add_chosen(
+                    "vae",
+                    content,
+                    compose.LayoutProposals(sampler.version, seed, tuple(proposals)),
                 )
-                repaired["vae"][0] += choice.source == "vae"
-                repaired["vae"][1] += 1
-                add("vae", choice.layout.boxes, choice.layout.cta_label)
-                seen.add(quantized(choice.layout.boxes, size))
+                seen.add(quantized(layout.boxes, size))
             per_content["vae"].append(len(seen))
             per_content["fixed"].append(1)
             names_here = condition.elements()
@@ -186,21 +179,11 @@ def main() -> None:
                     for n, b in random_proposal(rng, names_here).items()
                     if n in reference.boxes
                 },
+                size,
             )
             randoms = tuple(random_proposal(rng, names_here) for _ in range(args.candidates))
-            choice = compose.choose_layout(
-                size,
-                copy_key,
-                products,
-                logo,
-                fonts,
-                proposals=compose.LayoutProposals(0, 0, randoms),
-            )
-            layout = choice.layout if choice.source == "vae" else None
-            repaired["random repaired"][0] += layout is not None
-            repaired["random repaired"][1] += 1
-            final = layout or reference
-            add("random repaired", final.boxes, final.cta_label)
+            # Random draws through the same repair and choice as the model's samples.
+            add_chosen("random repaired", content, compose.LayoutProposals(0, 0, randoms))
     seconds = time.perf_counter() - started
 
     print(
