@@ -47,32 +47,26 @@ class LayoutSampler:
         """``candidates`` proposals per condition (a list per condition, in order).
 
         Each condition's proposals depend only on it and its seed, never on the rest of
-        the batch, so a banner gets the same layout alone or in a batch.
+        the batch, so a banner gets the same layout alone or in a batch: each condition is
+        decoded on its own (the same tensor shapes every time; a matrix product over a
+        batch of another size can differ in the last bits).
         """
         import torch
 
-        if not conditions:
-            return []
         model = self.model
         latent = model.config.latent  # type: ignore[attr-defined]
-        rows, segments, noise = [], [], []
+        found = []
         for condition, seed in zip(conditions, seeds, strict=True):
             generator = torch.Generator().manual_seed(int(seed) % (2**63))
-            noise.append(torch.randn((candidates, latent), generator=generator))
-            rows += [condition_vector(condition)] * candidates
-            segments += [condition.segment] * candidates
-        with torch.no_grad():
-            context = model.context(  # type: ignore[attr-defined]
-                torch.tensor(rows, dtype=torch.float32), torch.tensor(segments)
-            )
-            decoded = model.decode(torch.cat(noise) * TEMPERATURE, context)  # type: ignore[attr-defined]
-        values = decoded.tolist()
-        found = []
-        for i, condition in enumerate(conditions):
+            noise = torch.randn((candidates, latent), generator=generator)
+            with torch.no_grad():
+                context = model.context(  # type: ignore[attr-defined]
+                    torch.tensor([condition_vector(condition)] * candidates, dtype=torch.float32),
+                    torch.tensor([condition.segment] * candidates),
+                )
+                decoded = model.decode(noise * TEMPERATURE, context)  # type: ignore[attr-defined]
             names = condition.elements()
-            found.append(
-                [from_vector(values[i * candidates + k], names) for k in range(candidates)]
-            )
+            found.append([from_vector(values, names) for values in decoded.tolist()])
         return found
 
 
