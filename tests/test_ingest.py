@@ -226,6 +226,21 @@ def test_a_batch_that_can_never_be_written_is_set_aside(aigc, caplog):
     assert "cannot be written" in caplog.text
 
 
+def test_a_batch_with_a_broken_time_text_is_set_aside_not_retried(aigc, caplog):
+    # Looks like a clean time (32 characters, +00:00) but is not one: the batch goes to the
+    # dead letters (a ValueError before any SQL) instead of being retried forever.
+    aigc(INGEST={"MODE": "buffered", "BATCH_SIZE": 2, "FLUSH_INTERVAL": 3600})
+    buffer = ingest.get_buffer()
+    broken = make_events(2)
+    broken[1]["occurred_at"] = "2026-11-30T12:00:00,0000}0+00:00"
+    assert len(broken[1]["occurred_at"]) == len(broken[0]["occurred_at"])
+    buffer.push(broken)
+    buffer.push(make_events(1))
+    assert ingest.flush_buffer() == 1
+    assert Event.objects.count() == 1
+    assert [len(b.events) for b in buffer.dead_letters] == [2]
+
+
 # ------------------------------------------------------------------------ Redis buffer
 
 
