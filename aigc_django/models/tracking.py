@@ -60,8 +60,8 @@ class Visitor(models.Model):
     class Meta:
         verbose_name = _("visitor")
         verbose_name_plural = _("visitors")
-        # Partial: a new visitor (no account, not merged) adds no entry to either, and
-        # ingest's merged-visitor check reads only the few merged rows.
+        # Partial: a new visitor (no account, not merged) adds no entry to either; lookups
+        # by account and of a visitor's merged visitors use them.
         indexes = [
             models.Index(
                 fields=["user"], name="aigc_visitor_user", condition=Q(user__isnull=False)
