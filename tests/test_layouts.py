@@ -85,8 +85,12 @@ def test_training_makes_a_new_active_version_with_a_report(models_dir):
         assert math.isfinite(m[key])
     assert m["config"]["latent"] == 8
 
-    second = train_layout_model(device="cpu", seed=1)
-    assert second.version == 2
+    assert m["threads"] == 1 and m["train_seconds"] > 0
+
+    threads = torch.get_num_threads()
+    second = train_layout_model(device="cpu", seed=1, threads=2)
+    assert second.version == 2 and second.metrics["threads"] == 2
+    assert torch.get_num_threads() == threads  # restored
     assert list(ModelArtifact.objects.filter(kind="layout", active=True)) == [second]
 
 

@@ -121,9 +121,10 @@ def train_gan_model(
     (None: ``AIGC["PROFILES"]["DEVICE"]``; "auto" picks CUDA when there is one). Raises
     ``TooFewImages`` (nothing written) with fewer than ``min_images`` usable images.
     ``threads``: torch CPU threads while training on the CPU (restored afterwards; None:
-    leave torch's setting). One by default: on a 2-core machine two threads trained 1.5x
-    faster when it was idle but 2.2x slower with one core busy (benchmarks/gan_threads.py,
-    docs/performance.md), and a training worker usually shares its machine.
+    leave torch's setting). One by default: on a 2-core machine two threads trained 1.4-1.5x
+    faster when it was idle but 2.2-2.4x slower with one core busy
+    (benchmarks/train_threads.py, docs/performance.md), and a training worker usually
+    shares its machine.
     """
     from aigc_django.conf import aigc_settings
     from aigc_django.generation.backends.base import cpu_threads, torch_device

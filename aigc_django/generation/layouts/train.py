@@ -89,6 +89,7 @@ def train_layout_model(
     learning_rate: float = 2e-3,
     hidden: int = 128,
     latent: int = 8,
+    threads: int | None = 1,
 ) -> ModelArtifact:
     """Train the layout VAE on the composer's and the variants' layouts; the new active
     ``ModelArtifact(kind="layout")``.
@@ -97,6 +98,10 @@ def train_layout_model(
     ``AIGC["PROFILES"]["DEVICE"]`` ("auto" picks CUDA when there is one).
     ``progress(step, total)`` is called after every optimizer step. Raises
     :class:`TooFewLayouts` (nothing changed) with fewer than ``MIN_LAYOUTS`` layouts.
+    ``threads``: torch CPU threads while training on the CPU (restored afterwards; None:
+    leave torch's setting). One by default: the model is tiny, and on a 2-core machine two
+    threads were no faster when it was idle (0.97x the time) and 3.9x slower with one core
+    busy (benchmarks/train_threads.py, docs/performance.md).
     """
     from aigc_django.conf import aigc_settings
     from aigc_django.generation.backends.base import cpu_threads, torch_device
@@ -129,9 +134,7 @@ def train_layout_model(
     train = {k: v[order[held:]] for k, v in everything.items()}
     rows = len(order) - held
 
-    # One thread: the model is tiny, and several threads only wait on each other (badly so
-    # on a busy machine).
-    with cpu_threads(1, target):
+    with cpu_threads(threads, target) as used_threads:
         model, running, step, train_seconds = _fit(
             train, rows, epochs, batch_size, learning_rate, hidden, latent, seed, target, progress
         )
@@ -158,6 +161,8 @@ def train_layout_model(
         "heldout_recon": heldout_recon,
         "heldout_kl": heldout_kl,
         "samples_per_s": round(rows * epochs / train_seconds, 1) if train_seconds else None,
+        "train_seconds": round(train_seconds, 2),
+        "threads": used_threads,
         "data_seconds": round(data_seconds, 2),
         "seconds": round(seconds, 2),
         "device": str(target),
