@@ -32,10 +32,21 @@ MAX_KEY_LENGTH = 128
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 
 
-def time_text(when: datetime) -> str:
+# The exact form time_text() writes.
+TIME_TEXT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00")
+
+
+def time_text(when: datetime | str) -> str:
     """A time as clean events carry it: UTC to the microsecond, so that the texts of two
-    times sort as the times do (``"2026-11-30T12:00:00.000000+00:00"``). Naive times are
-    taken as UTC."""
+    times sort as the times do (``"2026-11-30T12:00:00.000000+00:00"``). Takes a datetime
+    (naive ones are taken as UTC) or an ISO 8601 text (returned as it is when already in
+    this form; ValueError when it is not a time)."""
+    if isinstance(when, str):
+        if TIME_TEXT.fullmatch(when):
+            return when
+        when = datetime.fromisoformat(when)
+    if not isinstance(when, datetime):
+        raise TypeError(f"a time must be a datetime or an ISO 8601 text, not {when!r}")
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return when.astimezone(UTC).isoformat(timespec="microseconds")
