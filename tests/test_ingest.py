@@ -141,6 +141,20 @@ def test_events_of_a_merged_visitor_follow_it():
     assert Event.objects.get().visitor_id == user_visitor.pk
 
 
+def test_texts_that_would_split_an_array_are_refused_and_nothing_is_stored():
+    # Ids and times are checked all at once over their joined text; two valid ids joined
+    # by a comma in one event must not pass as two.
+    events = make_events(2, visitors=2)
+    events[0]["visitor"] = f"{events[0]['visitor']},{events[1]['visitor']}"
+    with pytest.raises(ValueError):
+        ingest.write_events(events)
+    events = make_events(2, visitors=2)
+    events[0]["occurred_at"] = f"{events[0]['occurred_at']},{events[1]['occurred_at']}"
+    with pytest.raises(ValueError):
+        ingest.write_events(events)
+    assert not Event.objects.exists() and not Visitor.objects.exists()
+
+
 def test_direct_mode_writes_at_once():
     track(None, "page_view", visitor=uuid.uuid4())
     assert Event.objects.count() == 1
@@ -416,6 +430,44 @@ def test_a_write_after_an_erasure_began_waits_and_leaves_no_orphan(postgres, mon
     # The later events start the visitor afresh (its browser still sends them), whole.
     assert Event.objects.count() == 2 and Visitor.objects.filter(pk=visitor).exists()
     assert _orphans() == 0
+
+
+def test_a_login_merge_does_not_wait_for_a_writes_copy_and_its_events_follow(postgres, monkeypatch):
+    # Events go in first and visitor rows are locked only after them, so a merge (or an
+    # erasure) waits for a write's last statement and commit, not for its COPY.
+    from django.contrib.auth.models import User
+
+    from aigc_django.tracking.visitors import merge_into_user
+
+    user = User.objects.create_user("shopper")
+    root = Visitor.objects.create(user=user)
+    events = make_events(3, visitors=1)
+    anonymous = uuid.UUID(events[0]["visitor"])
+    ingest.write_events(events[:1])
+    copied, release = threading.Event(), threading.Event()
+    copy = ingest._copy_rows
+
+    def copy_and_hold(rows, using):
+        written = copy(rows, using)
+        copied.set()
+        release.wait(10)
+        return written
+
+    monkeypatch.setattr(ingest, "_copy_rows", copy_and_hold)
+    writer, wrote = _in_thread(ingest.write_events, events[1:])
+    assert copied.wait(10)
+    merger, merged = _in_thread(merge_into_user, anonymous, User.objects.get(pk=user.pk))
+    merger.join(5)
+    finished = not merger.is_alive()
+    release.set()
+    merger.join(10)
+    writer.join(10)
+    assert finished, "the merge waited for the write's COPY"
+    assert merged.get("result") == root.pk, merged
+    assert wrote.get("result") == 2, wrote
+    # The write saw the merge when it locked the visitor and moved its events after it.
+    assert set(Event.objects.values_list("visitor_id", flat=True)) == {root.pk}
+    assert Event.objects.count() == 3
 
 
 def test_a_write_waiting_on_a_login_merge_follows_the_merge(postgres):

@@ -24,7 +24,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -35,7 +35,7 @@ from django.db import DataError, IntegrityError, connections, router, transactio
 
 from aigc_django.conf import aigc_settings
 from aigc_django.models.tracking import Event, IngestBatch, Visitor
-from aigc_django.tracking.events import time_text
+from aigc_django.tracking.events import TIME_TEXT, time_text
 
 logger = logging.getLogger("aigc_django.tracking")
 
@@ -48,19 +48,26 @@ EVENT_COLUMNS = (
     "properties",
     "occurred_at",
 )
-CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# The exact forms that go into PostgreSQL array literals unquoted: canonical UUIDs and
+# time_text() texts, neither of which holds a comma.
+UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+UUID_LIST = re.compile(rf"(?:{UUID_TEXT.pattern},)*{UUID_TEXT.pattern}")
+TIME_LIST = re.compile(rf"(?:{TIME_TEXT.pattern},)*{TIME_TEXT.pattern}")
 # Keep IN lists and bulk statements well inside every backend's parameter limit.
 CHUNK = 5000
 # last_seen moves forward (and first_seen back) only; a row is rewritten only when one of
 # them moves by more than five minutes, so the same visitors in batch after batch cost little.
-# On PostgreSQL the statement also answers which visitors were merged into another: a merged
-# row is always "updated" (to no effect), so RETURNING shows it, read from the row's latest
-# version after its lock is taken, so a merge that commits while the writer waits is seen.
+# On PostgreSQL the database works out each visitor's first and last time from the events'
+# own columns, and the statement also answers which visitors were merged into another: a
+# merged row is always "updated" (to no effect), so RETURNING shows it, read from the row's
+# latest version after its lock is taken, so a merge that commits while the writer waits is
+# seen. Rows are written (and locked) in id order, so concurrent writers never deadlock.
 UPSERT_SQL = {
     "postgresql": (
         "WITH written AS ("
         "INSERT INTO {table} AS v (id, first_seen, last_seen) "
-        "SELECT * FROM unnest(%s::uuid[], %s::timestamptz[], %s::timestamptz[]) "
+        "SELECT id, min(at), max(at) FROM unnest(%s::uuid[], %s::timestamptz[]) AS e(id, at) "
+        "GROUP BY id ORDER BY id "
         "ON CONFLICT (id) DO UPDATE SET "
         "last_seen = GREATEST(v.last_seen, EXCLUDED.last_seen), "
         "first_seen = LEAST(v.first_seen, EXCLUDED.first_seen) "
@@ -77,80 +84,57 @@ UPSERT_SQL = {
         "WHERE v.last_seen < excluded.last_seen OR v.first_seen > excluded.first_seen"
     ),
 }
+encode_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 # --------------------------------------------------------------------------------- writing
 
 
-def _rows(events: Iterable[dict[str, Any]]) -> tuple[list[tuple], dict[str, tuple]]:
-    """Event rows in column order and the first/last time each visitor was seen.
-
-    Times are kept as :func:`time_text` texts (what clean events carry), compared as text and
-    written as text: parsing and formatting 200,000 times cost more than the COPY's Python
-    side. Anything else (a datetime, another ISO 8601 form) is converted first.
-    """
-    rows = []
-    seen: dict[str, tuple[str, str]] = {}
-    for event in events:
-        when = time_text(event["occurred_at"])  # checked: it goes into arrays unquoted
-        visitor = event["visitor"]
-        rows.append(
-            (
-                visitor,
-                event["kind"],
-                event.get("item") or "",
-                event.get("category") or "",
-                event.get("value"),
-                event.get("properties") or {},
-                when,
-            )
-        )
-        found = seen.get(visitor)
-        if found is None:
-            seen[visitor] = (when, when)
-        elif when < found[0] or when > found[1]:
-            seen[visitor] = (min(found[0], when), max(found[1], when))
-    return rows, seen
-
-
 def _canonical_uuid(text: str) -> str:
     """``text`` as a lower-case, hyphenated UUID; ValueError when it is not a UUID."""
-    return text if CANONICAL_UUID.fullmatch(text) else str(uuid.UUID(text))
+    return text if UUID_TEXT.fullmatch(text) else str(uuid.UUID(text))
 
 
-def _array(values: Iterable[str]) -> str:
-    """A PostgreSQL array literal of values that need no quoting."""
-    return "{" + ",".join(values) + "}"
+def _column(
+    events: Sequence[dict[str, Any]],
+    field: str,
+    exact: re.Pattern[str],
+    convert: Callable[[Any], str],
+) -> list[str]:
+    """The events' ``field`` as texts of one exact form, checked with one match over all of
+    them (``exact`` matches comma-separated texts of the form, none holding a comma), and
+    converted one by one (``convert``) only when that fails."""
+    values = [event[field] for event in events]
+    try:
+        joined = ",".join(values)
+    except TypeError:  # not all texts
+        joined = ""
+    if joined.count(",") == len(values) - 1 and exact.fullmatch(joined):
+        return values
+    return [convert(value) for value in values]
 
 
-def _upsert_visitors(seen: dict[str, tuple[str, str]], using: str) -> dict[str, str]:
+def _upsert_visitors(visitors: list[str], times: list[str], using: str) -> dict[str, str]:
     """Create missing visitors, widen first/last seen; return {merged id: id it went into}.
 
-    Visitors are written in id order, so concurrent writers lock rows in the same order and
-    never deadlock.
+    ``visitors`` and ``times`` are the events' canonical visitor ids and time_text() times.
     """
     connection = connections[using]
     table = connection.ops.quote_name(Visitor._meta.db_table)
-    ordered = sorted(seen.items())
     if connection.vendor == "postgresql":
-        # Arrays go as one text literal each: psycopg adapts a Python list element by
-        # element, which cost more than the statement. UUIDs are made canonical and times
-        # are time_text() texts, so no element needs quoting.
-        ids = [_canonical_uuid(vid) for vid, _ in ordered]
-        merged: dict[str, str] = {}
+        # The arrays go as one text literal each (psycopg adapts a list element by element,
+        # which cost more than the statement); their elements need no quoting.
         with connection.cursor() as cursor:
-            for start in range(0, len(ordered), CHUNK):
-                part = ordered[start : start + CHUNK]
-                cursor.execute(
-                    UPSERT_SQL["postgresql"].format(table=table),
-                    [
-                        _array(ids[start : start + CHUNK]),
-                        _array(first for _, (first, _) in part),
-                        _array(last for _, (_, last) in part),
-                    ],
-                )
-                merged.update((str(a), str(b)) for a, b in cursor.fetchall())
-        return merged
+            cursor.execute(
+                UPSERT_SQL["postgresql"].format(table=table),
+                ["{" + ",".join(visitors) + "}", "{" + ",".join(times) + "}"],
+            )
+            return {str(a): str(b) for a, b in cursor.fetchall()}
+    seen: dict[str, tuple[str, str]] = {}
+    for visitor, when in zip(visitors, times, strict=True):
+        first, last = seen.get(visitor, (when, when))
+        seen[visitor] = (min(first, when), max(last, when))
+    ordered = sorted(seen.items())
     if connection.vendor == "sqlite":
         fields = [Visitor._meta.get_field(name) for name in ("id", "first_seen", "last_seen")]
         rows = [
@@ -182,7 +166,23 @@ def _upsert_visitors(seen: dict[str, tuple[str, str]], using: str) -> dict[str, 
     return merged
 
 
-def _copy_rows(rows: Sequence[tuple], using: str) -> bool:
+def _rows(
+    events: Sequence[dict[str, Any]], visitors: list[str], times: list[str]
+) -> Iterator[tuple]:
+    """The events' rows in EVENT_COLUMNS order, properties still a dict."""
+    for visitor, event, when in zip(visitors, events, times, strict=True):
+        yield (
+            visitor,
+            event["kind"],
+            event.get("item") or "",
+            event.get("category") or "",
+            event.get("value"),
+            event.get("properties") or {},
+            when,
+        )
+
+
+def _copy_rows(rows: Iterable[tuple], using: str) -> bool:
     """Write rows with PostgreSQL COPY; False when the connection cannot (not psycopg 3)."""
     connection = connections[using]
     if connection.vendor != "postgresql":
@@ -198,8 +198,9 @@ def _copy_rows(rows: Sequence[tuple], using: str) -> bool:
             connection.wrap_database_errors,
             raw.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
         ):
-            for row in rows:
-                copy.write_row((*row[:5], json.dumps(row[5]), *row[6:]))
+            write = copy.write_row
+            for visitor, kind, item, category, value, properties, when in rows:
+                write((visitor, kind, item, category, value, encode_json(properties), when))
     return True
 
 
@@ -212,19 +213,27 @@ def write_events(events: Sequence[dict[str, Any]], *, batch_key: str | None = No
     if not events:
         return 0
     using = router.db_for_write(Event)
-    rows, seen = _rows(events)
+    # Checked before anything is written: a malformed id or time fails here, in Python.
+    visitors = _column(events, "visitor", UUID_LIST, _canonical_uuid)
+    times = _column(events, "occurred_at", TIME_LIST, time_text)
     try:
         with transaction.atomic(using=using):
             if batch_key is not None:
-                IngestBatch.objects.using(using).create(key=batch_key, size=len(rows))
-            merged = _upsert_visitors(seen, using)
-            if merged:
-                rows = [(merged.get(r[0], r[0]), *r[1:]) for r in rows]
-            if not _copy_rows(rows, using):
+                IngestBatch.objects.using(using).create(key=batch_key, size=len(events))
+            if not _copy_rows(_rows(events, visitors, times), using):
                 Event.objects.using(using).bulk_create(
-                    [Event(**dict(zip(EVENT_COLUMNS, row, strict=True))) for row in rows],
+                    [
+                        Event(**dict(zip(EVENT_COLUMNS, row, strict=True)))
+                        for row in _rows(events, visitors, times)
+                    ],
                     batch_size=CHUNK // len(EVENT_COLUMNS),
                 )
+            # Visitors last: their rows stay locked only from here to the commit.
+            merged = _upsert_visitors(visitors, times, using)
+            for old, new in merged.items():
+                # A login merged this visitor: its events (these, and any another writer
+                # left behind) follow it, under the lock just taken on the merged row.
+                Event.objects.using(using).filter(visitor_id=old).update(visitor_id=new)
     except IntegrityError:
         if (
             batch_key is not None
@@ -233,7 +242,7 @@ def write_events(events: Sequence[dict[str, Any]], *, batch_key: str | None = No
             logger.info("Batch %s was already written; dropped the copy.", batch_key)
             return 0
         raise
-    return len(rows)
+    return len(events)
 
 
 # --------------------------------------------------------------------------------- buffers
