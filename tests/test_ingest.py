@@ -470,6 +470,30 @@ def test_a_login_merge_does_not_wait_for_a_writes_copy_and_its_events_follow(pos
     assert Event.objects.count() == 3
 
 
+def test_a_login_merge_locks_its_visitors_in_id_order(postgres):
+    # As a write does: a merge that took the user's visitor first and then waited for the
+    # anonymous one could deadlock with a write naming both.
+    from django.contrib.auth.models import User
+
+    from aigc_django.tracking.privacy import _lock
+    from aigc_django.tracking.visitors import merge_into_user
+
+    user = User.objects.create_user("shopper")
+    low, high = sorted([uuid.uuid4(), uuid.uuid4()])
+    Visitor.objects.create(id=high, user=user)
+    Visitor.objects.create(id=low)
+    end_hold = _hold_open(_lock, [low])
+    merger, merged = _waits(merge_into_user, low, User.objects.get(pk=user.pk))
+    try:
+        with transaction.atomic():  # the user's visitor is not locked yet
+            assert list(Visitor.objects.select_for_update(nowait=True).filter(id=high))
+    finally:
+        end_hold()
+        merger.join(10)
+    assert merged.get("result") == high, merged
+    assert Visitor.objects.get(id=low).merged_into_id == high
+
+
 def test_a_write_waiting_on_a_login_merge_follows_the_merge(postgres):
     from django.contrib.auth.models import User
 

@@ -136,6 +136,24 @@ def get_visitor(visitor_id: uuid.UUID | None) -> Visitor | None:
     return visitor
 
 
+def _lock_in_id_order(visitor_id: uuid.UUID, user) -> dict[uuid.UUID, Visitor]:
+    """Lock (creating it if need be) the visitor and the user's unmerged visitors, one by one
+    in id order, as ingest locks the visitors of a batch: a batch that names both cannot
+    deadlock with a merge."""
+    ids = set(
+        Visitor.objects.filter(user=user, merged_into__isnull=True).values_list("id", flat=True)
+    )
+    locked = {}
+    for vid in sorted(ids | {visitor_id}):
+        if vid == visitor_id:
+            # Inserted (if new) in its place in the order: a new row is locked as well.
+            Visitor.objects.bulk_create([Visitor(id=vid)], ignore_conflicts=True)
+            locked[vid], _ = Visitor.objects.select_for_update().get_or_create(id=vid)
+        elif visitor := Visitor.objects.select_for_update().filter(id=vid).first():
+            locked[vid] = visitor  # (unless an erasure took it meanwhile)
+    return locked
+
+
 def merge_into_user(visitor_id: uuid.UUID, user) -> uuid.UUID:
     """Attach an anonymous visitor to ``user``; return the id the browser should now carry.
 
@@ -143,14 +161,15 @@ def merge_into_user(visitor_id: uuid.UUID, user) -> uuid.UUID:
     the anonymous row remembers where it went (events still in a buffer follow it). A
     visitor that belongs to another account is never merged.
     """
+    visitor_id = uuid.UUID(str(visitor_id))
     with transaction.atomic():
-        existing = (
-            Visitor.objects.select_for_update()
-            .filter(user=user, merged_into__isnull=True)
-            .order_by("first_seen")
-            .first()
+        locked = _lock_in_id_order(visitor_id, user)
+        anonymous = locked[visitor_id]
+        existing = min(
+            (v for v in locked.values() if v.user_id == user.pk and v.merged_into_id is None),
+            key=lambda v: v.first_seen,
+            default=None,
         )
-        anonymous, _ = Visitor.objects.select_for_update().get_or_create(id=visitor_id)
         if anonymous.user_id not in (None, user.pk) or anonymous.merged_into_id is not None:
             # A shared browser that still carries another account's visitor: its history
             # stays theirs, and this user continues with their own visitor (or a new one).
