@@ -1,7 +1,7 @@
 """Bulk ingest: the app's ``write_events`` (COPY + visitor upsert) vs Django ``bulk_create``.
 
     .venv/bin/python benchmarks/ingest_bulk.py [--events 200000] [--visitors 20000] [--repeats 3]
-        [--span 1h]
+        [--span 1h] [--batch-size N] [--phases]
 
 The same clean events (made by ``clean_event``) are written, into emptied tables, by:
 
@@ -22,11 +22,13 @@ favours the peer. Each variant runs ``--repeats`` times, in alternating order; t
 truncated (and a CHECKPOINT taken) before every run, and every run's row count is checked.
 The script also prints how long each flusher batch keeps its visitor rows locked (what a
 login merge or an erasure of one of them may wait for): from the upsert's start to the commit.
+``--phases`` instead times each step of the flusher's path on its own.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import sys
 import time
@@ -47,10 +49,22 @@ def main() -> int:
     parser.add_argument("--visitors", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--peer-batch-size", type=int, default=1000)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        action="append",
+        help='flusher batch size [INGEST["BATCH_SIZE"]]; repeat it to compare several side by '
+        "side (the first is judged against the goal)",
+    )
     parser.add_argument("--db", default="aigc_bench", help="PostgreSQL database (created)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
         "--span", default="1h", help="window of the events' occurred_at: 1h, 30d, 90m, ..."
+    )
+    parser.add_argument(
+        "--phases",
+        action="store_true",
+        help="instead: time each step of the flusher's path separately (no peer, no ratio)",
     )
     args = parser.parse_args()
     span = common.parse_span(args.span)
@@ -65,7 +79,8 @@ def main() -> int:
     from aigc_django.tracking.events import time_text
     from aigc_django.tracking.ingest import write_events
 
-    batch_size = aigc_settings.INGEST["BATCH_SIZE"]
+    batch_sizes = args.batch_size or [aigc_settings.INGEST["BATCH_SIZE"]]
+    batch_size = batch_sizes[0]
     now = common.utcnow()
     started = time.perf_counter()
     vids = common.visitor_ids(args.visitors, args.seed)
@@ -81,12 +96,14 @@ def main() -> int:
         f"Generated {len(events):,} clean events of {len(seen):,} visitors over {args.span} "
         f"({span}) in {time.perf_counter() - started:.1f}s."
     )
+    if args.phases:
+        return phases(events, batch_size, args.repeats)
 
     # How long each flusher batch keeps its visitor rows locked: from the start of the
     # visitor upsert (where the locks are taken) to the end of the commit.
     upsert = ingest._upsert_visitors
     upsert_started: list[float] = []
-    holds: list[float] = []
+    holds: dict[int, list[float]] = {size: [] for size in batch_sizes}
 
     def timed_upsert(*args, **kwargs):
         upsert_started.append(time.perf_counter())
@@ -94,11 +111,11 @@ def main() -> int:
 
     ingest._upsert_visitors = timed_upsert
 
-    def app_batched() -> int:
+    def app_batched(size: int) -> int:
         written = 0
-        for start in range(0, len(events), batch_size):
-            written += write_events(events[start : start + batch_size], batch_key=uuid.uuid4().hex)
-            holds.append(time.perf_counter() - upsert_started[-1])
+        for start in range(0, len(events), size):
+            written += write_events(events[start : start + size], batch_key=uuid.uuid4().hex)
+            holds[size].append(time.perf_counter() - upsert_started[-1])
         return written
 
     def app_single() -> int:
@@ -146,7 +163,10 @@ def main() -> int:
         return len(events)
 
     variants = {
-        f"app write_events x {batch_size}": (app_batched, None),
+        **{
+            f"app write_events x {size}": (functools.partial(app_batched, size), None)
+            for size in batch_sizes
+        },
         "app write_events x 1": (app_single, None),
         "app COPY step only (visitors pre-created)": (app_copy_only, precreate_visitors),
         f"peer bulk_create(batch_size={args.peer_batch_size})": (peer, precreate_visitors),
@@ -200,7 +220,8 @@ def main() -> int:
     print()
     print(
         f"Bulk ingest of {len(events):,} events ({len(seen):,} visitors, span {args.span}) "
-        f"into PostgreSQL, best and median of {args.repeats}; INGEST BATCH_SIZE {batch_size}."
+        f"into PostgreSQL, best and median of {args.repeats}; INGEST BATCH_SIZE "
+        f"{aigc_settings.INGEST['BATCH_SIZE']} (the default)."
     )
     print(common.machine())
     print(
@@ -213,17 +234,69 @@ def main() -> int:
             rows,
         )
     )
-    holds.sort()
-    print(
-        f"Visitor rows locked per flusher batch (upsert start to commit), {len(holds)} batches: "
-        f"median {holds[len(holds) // 2] * 1000:.0f} ms, max {holds[-1] * 1000:.0f} ms."
-    )
+    for size, held in holds.items():
+        held.sort()
+        print(
+            f"Visitor rows locked per flusher batch of {size} (upsert start to commit), "
+            f"{len(held)} batches: median {held[len(held) // 2] * 1000:.0f} ms, "
+            f"max {held[-1] * 1000:.0f} ms."
+        )
     flusher = len(events) / common.median(times[names[0]]) / peer_median
     verdict = "met" if flusher >= GOAL else "NOT met"
     print(
         f"Goal: the flusher's path (write_events x {batch_size}) >= {GOAL:.0f}x the peer's "
         f"rows/s: {flusher:.1f}x (median) -> {verdict}."
     )
+    return 0
+
+
+def phases(events: list[dict], batch_size: int, repeats: int) -> int:
+    """Time each step of ``write_events`` per flusher batch, summed over the batches.
+
+    The steps are ``write_events``'s own private functions, called in its order with the
+    clock read between them; the sum is a little slower than the real call.
+    """
+    from django.db import transaction
+
+    from aigc_django.models.tracking import IngestBatch
+    from aigc_django.tracking import ingest
+    from aigc_django.tracking.events import time_text
+
+    steps = ["checks", "IngestBatch row", "COPY", "visitor upsert", "commit"]
+    runs: list[dict[str, float]] = []
+    for rep in range(repeats):
+        common.truncate()
+        gc.collect()
+        spent = dict.fromkeys(steps, 0.0)
+        for start in range(0, len(events), batch_size):
+            batch = events[start : start + batch_size]
+            t0 = time.perf_counter()
+            visitors = ingest._column(batch, "visitor", ingest.UUID_LIST, ingest._canonical_uuid)
+            times = ingest._column(batch, "occurred_at", ingest.TIME_LIST, time_text)
+            t1 = time.perf_counter()
+            with transaction.atomic():
+                IngestBatch.objects.create(key=uuid.uuid4().hex, size=len(batch))
+                t2 = time.perf_counter()
+                ingest._copy_rows(ingest._rows(batch, visitors, times), "default")
+                t3 = time.perf_counter()
+                ingest._upsert_visitors(visitors, times, "default")
+                t4 = time.perf_counter()
+            t5 = time.perf_counter()
+            for step, took in zip(
+                steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True
+            ):
+                spent[step] += took
+        runs.append(spent)
+        print(f"  run {rep + 1}: {sum(spent.values()):.2f}s")
+    common.truncate()
+    print()
+    print(
+        f"Steps of the flusher's path, summed over {-(-len(events) // batch_size)} "
+        f"batches of {batch_size}:"
+    )
+    rows = [[step, " ".join(f"{run[step]:.2f}" for run in runs)] for step in steps]
+    rows.append(["total", " ".join(f"{sum(run.values()):.2f}" for run in runs)])
+    print(common.table(["step", "runs (s)"], rows))
     return 0
 
 
