@@ -76,7 +76,7 @@ def main() -> int:
     from aigc_django.conf import aigc_settings
     from aigc_django.models.tracking import Event, Visitor
     from aigc_django.tracking import ingest
-    from aigc_django.tracking.events import time_text
+    from aigc_django.tracking.events import time_text, visitor_text
     from aigc_django.tracking.ingest import write_events
 
     batch_sizes = args.batch_size or [aigc_settings.INGEST["BATCH_SIZE"]]
@@ -156,7 +156,7 @@ def main() -> int:
 
     def app_copy_only() -> int:
         # The COPY step alone (a private function), on the peer's terms: visitors exist.
-        visitors = ingest._column(events, "visitor", ingest.UUID_LIST, ingest._canonical_uuid)
+        visitors = ingest._column(events, "visitor", ingest.UUID_LIST, visitor_text)
         times = ingest._column(events, "occurred_at", ingest.TIME_LIST, time_text)
         with transaction.atomic():
             ingest._copy_rows(ingest._rows(events, visitors, times), "default")
@@ -260,7 +260,7 @@ def phases(events: list[dict], batch_size: int, repeats: int) -> int:
 
     from aigc_django.models.tracking import IngestBatch
     from aigc_django.tracking import ingest
-    from aigc_django.tracking.events import time_text
+    from aigc_django.tracking.events import time_text, visitor_text
 
     steps = ["checks", "IngestBatch row", "COPY", "visitor upsert", "commit"]
     runs: list[dict[str, float]] = []
@@ -271,7 +271,7 @@ def phases(events: list[dict], batch_size: int, repeats: int) -> int:
         for start in range(0, len(events), batch_size):
             batch = events[start : start + batch_size]
             t0 = time.perf_counter()
-            visitors = ingest._column(batch, "visitor", ingest.UUID_LIST, ingest._canonical_uuid)
+            visitors = ingest._column(batch, "visitor", ingest.UUID_LIST, visitor_text)
             times = ingest._column(batch, "occurred_at", ingest.TIME_LIST, time_text)
             t1 = time.perf_counter()
             with transaction.atomic():

@@ -14,6 +14,7 @@ from django.db import DatabaseError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
 from aigc_django import track
+from aigc_django.exceptions import InvalidEvent
 from aigc_django.models import Event, IngestBatch, Visitor
 from aigc_django.tracking import ingest
 from aigc_django.tracking.events import clean_event
@@ -98,6 +99,18 @@ def test_clean_times_are_utc_texts_that_sort_as_the_times_do():
         now=datetime(2026, 11, 30, 13, tzinfo=UTC),
     )
     assert made["occurred_at"] == "2026-11-30T12:00:00.000000+00:00"
+    # A text already in that form is kept; a visitor id in any form becomes the one form.
+    vid = uuid.uuid4()
+    for given in (vid, str(vid).upper(), vid.hex, str(vid)):
+        made = clean_event(
+            {"kind": "page_view", "occurred_at": "2026-11-30T12:00:00.500000+00:00"},
+            visitor_id=given,
+            now=datetime(2026, 11, 30, 13, tzinfo=UTC),
+        )
+        assert made["visitor"] == str(vid)
+        assert made["occurred_at"] == "2026-11-30T12:00:00.500000+00:00"
+    with pytest.raises(InvalidEvent, match="must be a UUID"):
+        clean_event({"kind": "page_view"}, visitor_id=f"{vid},{vid}")
 
 
 def test_times_in_any_form_are_written_and_compared_as_times():

@@ -34,6 +34,8 @@ MAX_CLOCK_SKEW = timedelta(minutes=5)
 
 # The exact form time_text() writes.
 TIME_TEXT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00")
+# The exact form visitor_text() writes (what str(uuid.UUID(...)) writes).
+UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def time_text(when: datetime | str) -> str:
@@ -50,6 +52,15 @@ def time_text(when: datetime | str) -> str:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return when.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def visitor_text(visitor: uuid.UUID | str) -> str:
+    """A visitor id as clean events carry it: a lower-case, hyphenated UUID. Takes a UUID or
+    any text ``uuid.UUID`` reads (returned as it is when already in this form); ValueError
+    when it is not a UUID."""
+    if isinstance(visitor, str) and UUID_TEXT.fullmatch(visitor):
+        return visitor
+    return str(visitor if isinstance(visitor, uuid.UUID) else uuid.UUID(str(visitor)))
 
 
 def allowed_kinds() -> frozenset[str]:
@@ -76,6 +87,8 @@ def _has_nul(text: str) -> bool:
 def _is_unicode(text: str) -> bool:
     """Whether a string is encodable as UTF-8: JSON's ``"\\ud800"`` escapes decode to lone
     surrogates, which neither database can store."""
+    if text.isascii():
+        return True
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -126,17 +139,13 @@ def clean_event(
             raise InvalidEvent(name, "is not a known field")
 
     if allow_visitor_field and data.get("visitor") is not None:
-        try:
-            visitor_id = uuid.UUID(str(data["visitor"]))
-        except ValueError:
-            raise InvalidEvent("visitor", "must be a UUID") from None
+        visitor_id = data["visitor"]
     if visitor_id is None:
         raise InvalidEvent("visitor", "is required")
-    if not isinstance(visitor_id, uuid.UUID):
-        try:
-            visitor_id = uuid.UUID(str(visitor_id))
-        except ValueError:
-            raise InvalidEvent("visitor", "must be a UUID") from None
+    try:
+        visitor = visitor_text(visitor_id)
+    except ValueError:
+        raise InvalidEvent("visitor", "must be a UUID") from None
 
     kind = data.get("kind")
     if not isinstance(kind, str) or not kind:
@@ -201,11 +210,12 @@ def clean_event(
             raise InvalidEvent("occurred_at", "is older than the retention window")
 
     return {
-        "visitor": str(visitor_id),
+        "visitor": visitor,
         "kind": kind,
         "item": _key(data, "item"),
         "category": _key(data, "category"),
         "value": value,
         "properties": properties,
-        "occurred_at": time_text(when),
+        # A text already in time_text()'s form is kept as it is (not formatted again).
+        "occurred_at": time_text(occurred_at if isinstance(occurred_at, str) else when),
     }

@@ -35,7 +35,7 @@ from django.db import DataError, IntegrityError, connections, router, transactio
 
 from aigc_django.conf import aigc_settings
 from aigc_django.models.tracking import Event, IngestBatch, Visitor
-from aigc_django.tracking.events import TIME_TEXT, time_text
+from aigc_django.tracking.events import TIME_TEXT, UUID_TEXT, time_text, visitor_text
 
 logger = logging.getLogger("aigc_django.tracking")
 
@@ -50,7 +50,6 @@ EVENT_COLUMNS = (
 )
 # The exact forms that go into PostgreSQL array literals unquoted: canonical UUIDs and
 # time_text() texts, neither of which holds a comma.
-UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 UUID_LIST = re.compile(rf"(?:{UUID_TEXT.pattern},)*{UUID_TEXT.pattern}")
 TIME_LIST = re.compile(rf"(?:{TIME_TEXT.pattern},)*{TIME_TEXT.pattern}")
 # Keep IN lists and bulk statements well inside every backend's parameter limit.
@@ -88,11 +87,6 @@ encode_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 # --------------------------------------------------------------------------------- writing
-
-
-def _canonical_uuid(text: str) -> str:
-    """``text`` as a lower-case, hyphenated UUID; ValueError when it is not a UUID."""
-    return text if UUID_TEXT.fullmatch(text) else str(uuid.UUID(text))
 
 
 def _column(
@@ -214,7 +208,7 @@ def write_events(events: Sequence[dict[str, Any]], *, batch_key: str | None = No
         return 0
     using = router.db_for_write(Event)
     # Checked before anything is written: a malformed id or time fails here, in Python.
-    visitors = _column(events, "visitor", UUID_LIST, _canonical_uuid)
+    visitors = _column(events, "visitor", UUID_LIST, visitor_text)
     times = _column(events, "occurred_at", TIME_LIST, time_text)
     try:
         with transaction.atomic(using=using):
