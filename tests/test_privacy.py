@@ -79,6 +79,25 @@ def test_erase_visitor_command_removes_only_that_visitor():
     assert not Visitor.objects.filter(pk=merged.pk).exists()
 
 
+def test_a_merge_that_lands_before_the_lock_is_erased_with_every_lock_in_id_order(
+    monkeypatch,
+):
+    from aigc_django.tracking import privacy
+
+    root = visitor_with_events(2)
+    merged = visitor_with_events(3, merged_into=root)
+    read, lock = privacy._visitor_ids, privacy._lock
+    calls: list[list] = []
+    # The first read misses the merge, as if it committed just after that read.
+    monkeypatch.setattr(privacy, "_visitor_ids", lambda vid: [root.pk] if not calls else read(vid))
+    monkeypatch.setattr(privacy, "_lock", lambda ids: calls.append(list(ids)) or lock(ids))
+    assert erase_visitor(root.pk) == {"visitors": 2, "events": 5}
+    # The second round let go of the first lock and took both again, in id order (a
+    # writer locks in id order too: taking the merged one after the root could deadlock).
+    assert calls == [[root.pk], sorted([root.pk, merged.pk])]
+    assert not Visitor.objects.exists() and not Event.objects.exists()
+
+
 def test_erase_by_username():
     user = User.objects.create_user("grace")
     visitor_with_events(2, user=user)

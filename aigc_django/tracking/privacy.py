@@ -96,21 +96,34 @@ def _profile_data(profile: Profile) -> dict[str, Any]:
     }
 
 
+def _lock_visitor_and_merged(visitor_id: uuid.UUID | str) -> list[uuid.UUID]:
+    """Lock the visitor and the visitors merged into it, in id order; return their ids.
+
+    A writer holding one of them (it upserts the visitor of every event it writes) commits
+    before their events are deleted, and a later writer waits until they are gone. Events
+    carry no database foreign key, so these locks are what keep an erased visitor's events
+    from surviving a concurrent write.
+    """
+    ids = sorted(_visitor_ids(visitor_id))
+    while True:
+        savepoint = transaction.savepoint()
+        _lock(ids)
+        # A merge into the visitor needs its lock, so once it is held this read is final.
+        found = set(_visitor_ids(visitor_id))
+        if found <= set(ids):
+            transaction.savepoint_commit(savepoint)
+            return ids
+        # A merge landed between the first read and the lock: let go and lock them all in
+        # id order (as writers do), so that no writer can be waiting for us while we wait.
+        transaction.savepoint_rollback(savepoint)
+        ids = sorted(found | set(ids))
+
+
 def erase_visitor(visitor_id: uuid.UUID | str) -> dict[str, int]:
     """Delete one visitor, the visitors merged into it, their events and profiles."""
     _flush_quietly()
     with transaction.atomic():
-        ids = _visitor_ids(visitor_id)
-        # Lock the visitors first: a writer holding one (it upserts the visitor of every
-        # event it writes) commits before its events are deleted, and a later writer waits
-        # until the visitors are gone. Events carry no database foreign key, so this lock is
-        # what keeps an erased visitor's events from surviving a concurrent write.
-        _lock(ids)
-        # Merges into the visitor need its lock, so this second read is final: it adds a
-        # merge that landed between the first read and the lock.
-        more = sorted(set(_visitor_ids(visitor_id)) - set(ids))
-        _lock(more)
-        ids += more
+        ids = _lock_visitor_and_merged(visitor_id)
         events = Event.objects.filter(visitor_id__in=ids).delete()[0]
         visitors = Visitor.objects.filter(id__in=ids).count()
         Visitor.objects.filter(id__in=ids).delete()
