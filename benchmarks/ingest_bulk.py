@@ -9,7 +9,7 @@ The same clean events (made by ``clean_event``) are written, into emptied tables
   ``INGEST["BATCH_SIZE"]`` events, exactly what ``flush_buffer()`` does;
 * ``app write_events x 1``: one ``write_events`` call with every event;
 * ``app COPY step only``: the id and time checks and the COPY inside ``write_events``
-  (``_column``, ``_copy_rows``) with the visitors created beforehand: the same work as the
+  (``_checked_columns``, ``_copy_rows``) with the visitors created beforehand: the same work as the
   peer, to show where the time goes;
 * ``peer bulk_create``: ``Event.objects.bulk_create([Event(...), ...], batch_size=1000)``.
 
@@ -76,7 +76,6 @@ def main() -> int:
     from aigc_django.conf import aigc_settings
     from aigc_django.models.tracking import Event, Visitor
     from aigc_django.tracking import ingest
-    from aigc_django.tracking.events import time_text, visitor_text
     from aigc_django.tracking.ingest import write_events
 
     batch_sizes = args.batch_size or [aigc_settings.INGEST["BATCH_SIZE"]]
@@ -156,8 +155,7 @@ def main() -> int:
 
     def app_copy_only() -> int:
         # The COPY step alone (a private function), on the peer's terms: visitors exist.
-        visitors = ingest._column(events, "visitor", ingest.UUID_LIST, visitor_text)
-        times = ingest._column(events, "occurred_at", ingest.TIME_LIST, time_text)
+        visitors, times = ingest._checked_columns(events)
         with transaction.atomic():
             ingest._copy_rows(ingest._rows(events, visitors, times), "default")
         return len(events)
@@ -235,11 +233,10 @@ def main() -> int:
         )
     )
     for size, held in holds.items():
-        held.sort()
         print(
             f"Visitor rows locked per flusher batch of {size} (upsert start to commit), "
-            f"{len(held)} batches: median {held[len(held) // 2] * 1000:.0f} ms, "
-            f"max {held[-1] * 1000:.0f} ms."
+            f"{len(held)} batches: median {common.median(held) * 1000:.0f} ms, "
+            f"max {max(held) * 1000:.0f} ms."
         )
     flusher = len(events) / common.median(times[names[0]]) / peer_median
     verdict = "met" if flusher >= GOAL else "NOT met"
@@ -260,7 +257,6 @@ def phases(events: list[dict], batch_size: int, repeats: int) -> int:
 
     from aigc_django.models.tracking import IngestBatch
     from aigc_django.tracking import ingest
-    from aigc_django.tracking.events import time_text, visitor_text
 
     steps = ["checks", "IngestBatch row", "COPY", "visitor upsert", "commit"]
     runs: list[dict[str, float]] = []
@@ -271,8 +267,7 @@ def phases(events: list[dict], batch_size: int, repeats: int) -> int:
         for start in range(0, len(events), batch_size):
             batch = events[start : start + batch_size]
             t0 = time.perf_counter()
-            visitors = ingest._column(batch, "visitor", ingest.UUID_LIST, visitor_text)
-            times = ingest._column(batch, "occurred_at", ingest.TIME_LIST, time_text)
+            visitors, times = ingest._checked_columns(batch)
             t1 = time.perf_counter()
             with transaction.atomic():
                 IngestBatch.objects.create(key=uuid.uuid4().hex, size=len(batch))

@@ -83,7 +83,7 @@ UPSERT_SQL = {
         "WHERE v.last_seen < excluded.last_seen OR v.first_seen > excluded.first_seen"
     ),
 }
-encode_json = json.JSONEncoder(separators=(",", ":")).encode
+_encode_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 # --------------------------------------------------------------------------------- writing
@@ -106,6 +106,13 @@ def _column(
     if joined.count(",") == len(values) - 1 and exact.fullmatch(joined):
         return values
     return [convert(value) for value in values]
+
+
+def _checked_columns(events: Sequence[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """The events' visitor ids (canonical) and times (time_text() texts); ValueError or
+    TypeError for one that is neither, before anything is written."""
+    visitors = _column(events, "visitor", UUID_LIST, visitor_text)
+    return visitors, _column(events, "occurred_at", TIME_LIST, time_text)
 
 
 def _upsert_visitors(visitors: list[str], times: list[str], using: str) -> dict[str, str]:
@@ -177,7 +184,8 @@ def _rows(
 
 
 def _copy_rows(rows: Iterable[tuple], using: str) -> bool:
-    """Write rows with PostgreSQL COPY; False when the connection cannot (not psycopg 3)."""
+    """Write rows with PostgreSQL COPY; False, having taken no row, when the connection
+    cannot (not psycopg 3)."""
     connection = connections[using]
     if connection.vendor != "postgresql":
         return False
@@ -194,7 +202,7 @@ def _copy_rows(rows: Iterable[tuple], using: str) -> bool:
         ):
             write = copy.write_row
             for visitor, kind, item, category, value, properties, when in rows:
-                write((visitor, kind, item, category, value, encode_json(properties), when))
+                write((visitor, kind, item, category, value, _encode_json(properties), when))
     return True
 
 
@@ -207,26 +215,22 @@ def write_events(events: Sequence[dict[str, Any]], *, batch_key: str | None = No
     if not events:
         return 0
     using = router.db_for_write(Event)
-    # Checked before anything is written: a malformed id or time fails here, in Python.
-    visitors = _column(events, "visitor", UUID_LIST, visitor_text)
-    times = _column(events, "occurred_at", TIME_LIST, time_text)
+    visitors, times = _checked_columns(events)
     try:
         with transaction.atomic(using=using):
             if batch_key is not None:
                 IngestBatch.objects.using(using).create(key=batch_key, size=len(events))
-            if not _copy_rows(_rows(events, visitors, times), using):
+            rows = _rows(events, visitors, times)
+            if not _copy_rows(rows, using):  # (it took no row)
                 Event.objects.using(using).bulk_create(
-                    [
-                        Event(**dict(zip(EVENT_COLUMNS, row, strict=True)))
-                        for row in _rows(events, visitors, times)
-                    ],
+                    [Event(**dict(zip(EVENT_COLUMNS, row, strict=True))) for row in rows],
                     batch_size=CHUNK // len(EVENT_COLUMNS),
                 )
             # Visitors last: their rows stay locked only from here to the commit.
             merged = _upsert_visitors(visitors, times, using)
             for old, new in merged.items():
-                # A login merged this visitor: its events (these, and any another writer
-                # left behind) follow it, under the lock just taken on the merged row.
+                # A login merged this visitor: its events (these, and any that another
+                # writer left behind) follow it, under the lock just taken on the merged row.
                 Event.objects.using(using).filter(visitor_id=old).update(visitor_id=new)
     except IntegrityError:
         if (
