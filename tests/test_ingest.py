@@ -17,7 +17,7 @@ from aigc_django import track
 from aigc_django.exceptions import InvalidEvent
 from aigc_django.models import Event, IngestBatch, Visitor
 from aigc_django.tracking import ingest
-from aigc_django.tracking.events import clean_event
+from aigc_django.tracking.events import TIME_TEXT, UUID_TEXT, clean_event
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -61,6 +61,35 @@ def test_write_events_uses_copy_on_postgresql(postgres):
     assert 'INSERT INTO "AIGC_DJANGO_EVENT"' not in statements
     assert Event.objects.count() == 2500
     assert Event.objects.filter(properties__n=2499).count() == 1
+
+
+def test_visitors_are_read_back_from_the_events_written_even_with_another_writer_between(
+    postgres, monkeypatch
+):
+    # On PostgreSQL the visitor upsert reads the batch's visitors and times back from the
+    # events it wrote, by id; events another writer commits in between fall in that id range
+    # too: ours are no longer numbered one after another, and none may be missed.
+    ours, theirs = make_events(6, visitors=2), make_events(4, visitors=2)
+    copy_rows = ingest._copy_rows
+    other: list = []
+
+    def copy_after_another_writer(rows, using):
+        if not other:
+            other.append(_in_thread(ingest.write_events, theirs))
+            other[0][0].join(10)
+        return copy_rows(rows, using)
+
+    monkeypatch.setattr(ingest, "_copy_rows", copy_after_another_writer)
+    assert ingest.write_events(ours) == 6
+    assert other[0][1] == {"result": 4}
+    assert Event.objects.count() == 10 and Visitor.objects.count() == 4
+    for events in (ours, theirs):
+        for visitor in {e["visitor"] for e in events}:
+            times = [
+                datetime.fromisoformat(e["occurred_at"]) for e in events if e["visitor"] == visitor
+            ]
+            row = Visitor.objects.get(id=visitor)
+            assert (row.first_seen, row.last_seen) == (min(times), max(times))
 
 
 def test_a_batch_key_is_written_once():
@@ -166,6 +195,57 @@ def test_texts_that_would_split_an_array_are_refused_and_nothing_is_stored():
     with pytest.raises(ValueError):
         ingest.write_events(events)
     assert not Event.objects.exists() and not Visitor.objects.exists()
+
+
+ID = "0f8fad5b-d9cb-469f-a165-70867728950e"
+TIME = "2026-11-30T12:00:00.123456+00:00"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        ID,
+        ID.upper(),
+        ID.replace("-", ""),
+        "{" + ID + "}",
+        ID + " ",
+        ID[:-1],
+        ID[:-1] + "g",
+        ID + "," + ID,
+        "",
+    ],
+)
+def test_the_column_check_of_ids_agrees_with_the_exact_form(text):
+    exact = bool(UUID_TEXT.fullmatch(text))
+    for column in ([text], [ID, text], [text, ID, ID]):
+        assert ingest._all_uuid_texts(",".join(column), len(column)) is exact
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        TIME,
+        TIME.replace("+00:00", "+01:00"),
+        TIME.replace("+00:00", "Z"),
+        TIME.replace(".123456", ""),
+        TIME.replace("T", " "),
+        TIME.replace("2", "\u0662"),  # an Arabic-Indic two: a digit, but not ASCII
+        TIME + "," + TIME,
+        "+00:00" * 5 + "99",
+        "",
+    ],
+)
+def test_the_column_check_of_times_agrees_with_the_exact_form(text):
+    exact = bool(TIME_TEXT.fullmatch(text)) and text.isascii()
+    for column in ([text], [TIME, text], [text, TIME, TIME]):
+        assert ingest._all_time_texts(",".join(column), len(column)) is exact
+
+
+def test_ids_and_times_in_other_forms_are_converted_before_writing():
+    event = make_events(1, visitors=1)[0]
+    event["visitor"] = uuid.UUID(ID)
+    event["occurred_at"] = "2026-11-30T13:00:00+01:00"
+    assert ingest._checked_columns([event]) == ([ID], ["2026-11-30T12:00:00.000000+00:00"])
 
 
 def test_direct_mode_writes_at_once():

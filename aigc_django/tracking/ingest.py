@@ -20,7 +20,6 @@ from __future__ import annotations
 import atexit
 import json
 import logging
-import re
 import threading
 import time
 import uuid
@@ -35,7 +34,7 @@ from django.db import DataError, IntegrityError, connections, router, transactio
 
 from aigc_django.conf import aigc_settings
 from aigc_django.models.tracking import Event, IngestBatch, Visitor
-from aigc_django.tracking.events import TIME_TEXT, UUID_TEXT, time_text, visitor_text
+from aigc_django.tracking.events import time_text, visitor_text
 
 logger = logging.getLogger("aigc_django.tracking")
 
@@ -48,25 +47,35 @@ EVENT_COLUMNS = (
     "properties",
     "occurred_at",
 )
-# The exact forms that go into PostgreSQL array literals unquoted: canonical UUIDs and
-# time_text() texts, neither of which holds a comma.
-UUID_LIST = re.compile(rf"(?:{UUID_TEXT.pattern},)*{UUID_TEXT.pattern}")
-TIME_LIST = re.compile(rf"(?:{TIME_TEXT.pattern},)*{TIME_TEXT.pattern}")
+# The exact forms that go into PostgreSQL array literals unquoted: canonical UUIDs
+# (events.UUID_TEXT) and time_text() texts (events.TIME_TEXT), neither holding a comma. A
+# column is checked whole: joined with commas, its digits mapped to one letter ("x" for a
+# lower-case hex digit, "9" for a decimal one), it must equal the shape repeated; one
+# translate() and one comparison, about four times faster than a regular expression.
+HEX_DIGITS = str.maketrans("0123456789abcdef", "x" * 16)
+DIGITS = str.maketrans("0123456789", "9" * 10)
+UUID_SHAPE = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
+TIME_SHAPE = "9999-99-99T99:99:99.999999+99:99"
+UTC_OFFSET = "+00:00"
 # Keep IN lists and bulk statements well inside every backend's parameter limit.
 CHUNK = 5000
 # last_seen moves forward (and first_seen back) only; a row is rewritten only when one of
 # them moves by more than five minutes, so the same visitors in batch after batch cost little.
-# On PostgreSQL the database works out each visitor's first and last time from the events'
-# own columns, and the statement also answers which visitors were merged into another: a
-# merged row is always "updated" (to no effect), so RETURNING shows it, read from the row's
-# latest version after its lock is taken, so a merge that commits while the writer waits is
-# seen. Rows are written (and locked) in id order, so concurrent writers never deadlock.
+# On PostgreSQL the statement reads each visitor's first and last time back from the events
+# the transaction has just written (by id: above an id it drew from the events' sequence before
+# writing them, up to the sequence's last value in this session); the range may also hold
+# events that other writers committed meanwhile, whose visitors are then upserted again, to no
+# effect. The statement also answers which visitors were merged into another: a merged row is
+# always "updated" (to no effect), so RETURNING shows it, read from the row's latest version
+# after its lock is taken, so a merge that commits while the writer waits is seen. Rows are
+# written (and locked) in id order, so concurrent writers never deadlock.
 UPSERT_SQL = {
     "postgresql": (
         "WITH written AS ("
-        "INSERT INTO {table} AS v (id, first_seen, last_seen) "
-        "SELECT id, min(at), max(at) FROM unnest(%s::uuid[], %s::timestamptz[]) AS e(id, at) "
-        "GROUP BY id ORDER BY id "
+        "INSERT INTO {visitors} AS v (id, first_seen, last_seen) "
+        "SELECT visitor_id, min(occurred_at), max(occurred_at) FROM {events} "
+        "WHERE id > %s AND id <= (SELECT currval(pg_get_serial_sequence(%s, 'id'))) "
+        "GROUP BY visitor_id ORDER BY visitor_id "
         "ON CONFLICT (id) DO UPDATE SET "
         "last_seen = GREATEST(v.last_seen, EXCLUDED.last_seen), "
         "first_seen = LEAST(v.first_seen, EXCLUDED.first_seen) "
@@ -76,7 +85,7 @@ UPSERT_SQL = {
         ") SELECT id, merged_into_id FROM written WHERE merged_into_id IS NOT NULL"
     ),
     "sqlite": (
-        "INSERT INTO {table} AS v (id, first_seen, last_seen) VALUES (%s, %s, %s) "
+        "INSERT INTO {visitors} AS v (id, first_seen, last_seen) VALUES (%s, %s, %s) "
         "ON CONFLICT (id) DO UPDATE SET "
         "last_seen = MAX(v.last_seen, excluded.last_seen), "
         "first_seen = MIN(v.first_seen, excluded.first_seen) "
@@ -89,21 +98,36 @@ _encode_json = json.JSONEncoder(separators=(",", ":")).encode
 # --------------------------------------------------------------------------------- writing
 
 
+def _shapes(shape: str, count: int) -> str:
+    return (shape + ",") * (count - 1) + shape
+
+
+def _all_uuid_texts(joined: str, count: int) -> bool:
+    return joined.translate(HEX_DIGITS) == _shapes(UUID_SHAPE, count)
+
+
+def _all_time_texts(joined: str, count: int) -> bool:
+    # The shape leaves the offset's digits open; one "+" per text, so count them as well.
+    return joined.count(UTC_OFFSET) == count and joined.translate(DIGITS) == _shapes(
+        TIME_SHAPE, count
+    )
+
+
 def _column(
     events: Sequence[dict[str, Any]],
     field: str,
-    exact: re.Pattern[str],
+    all_exact: Callable[[str, int], bool],
     convert: Callable[[Any], str],
 ) -> list[str]:
-    """The events' ``field`` as texts of one exact form, checked with one match over all of
-    them (``exact`` matches comma-separated texts of the form, none holding a comma), and
-    converted one by one (``convert``) only when that fails."""
+    """The events' ``field`` as texts of one exact form, checked all at once (``all_exact``
+    of the comma-joined texts; a text holding a comma cannot pass), and converted one by one
+    (``convert``) only when that fails."""
     values = [event[field] for event in events]
     try:
         joined = ",".join(values)
     except TypeError:  # not all texts
         joined = ""
-    if joined.count(",") == len(values) - 1 and exact.fullmatch(joined):
+    if all_exact(joined, len(values)):
         return values
     return [convert(value) for value in values]
 
@@ -111,24 +135,42 @@ def _column(
 def _checked_columns(events: Sequence[dict[str, Any]]) -> tuple[list[str], list[str]]:
     """The events' visitor ids (canonical) and times (time_text() texts); ValueError or
     TypeError for one that is neither, before anything is written."""
-    visitors = _column(events, "visitor", UUID_LIST, visitor_text)
-    return visitors, _column(events, "occurred_at", TIME_LIST, time_text)
+    visitors = _column(events, "visitor", _all_uuid_texts, visitor_text)
+    return visitors, _column(events, "occurred_at", _all_time_texts, time_text)
 
 
-def _upsert_visitors(visitors: list[str], times: list[str], using: str) -> dict[str, str]:
+def _event_id_floor(using: str) -> int | None:
+    """On PostgreSQL, an id below those of every event this session writes next (drawn from
+    the events' id sequence); None elsewhere."""
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id'))",
+            [connection.ops.quote_name(Event._meta.db_table)],
+        )
+        return cursor.fetchone()[0]
+
+
+def _upsert_visitors(
+    visitors: list[str], times: list[str], using: str, events_above: int | None = None
+) -> dict[str, str]:
     """Create missing visitors, widen first/last seen; return {merged id: id it went into}.
 
     ``visitors`` and ``times`` are the events' canonical visitor ids and time_text() times.
+    On PostgreSQL they are read back from the events just written instead, those with ids
+    above ``events_above`` (from :func:`_event_id_floor`, taken before writing them).
     """
     connection = connections[using]
-    table = connection.ops.quote_name(Visitor._meta.db_table)
-    if connection.vendor == "postgresql":
-        # The arrays go as one text literal each (psycopg adapts a list element by element,
-        # which cost more than the statement); their elements need no quoting.
+    ops = connection.ops
+    table = ops.quote_name(Visitor._meta.db_table)
+    if connection.vendor == "postgresql" and events_above is not None:
+        events = ops.quote_name(Event._meta.db_table)
         with connection.cursor() as cursor:
             cursor.execute(
-                UPSERT_SQL["postgresql"].format(table=table),
-                ["{" + ",".join(visitors) + "}", "{" + ",".join(times) + "}"],
+                UPSERT_SQL["postgresql"].format(visitors=table, events=events),
+                [events_above, events],
             )
             return {str(a): str(b) for a, b in cursor.fetchall()}
     seen: dict[str, tuple[str, str]] = {}
@@ -146,7 +188,7 @@ def _upsert_visitors(visitors: list[str], times: list[str], using: str) -> dict[
             for vid, (first, last) in ordered
         ]
         with connection.cursor() as cursor:
-            cursor.executemany(UPSERT_SQL["sqlite"].format(table=table), rows)
+            cursor.executemany(UPSERT_SQL["sqlite"].format(visitors=table), rows)
     else:
         Visitor.objects.using(using).bulk_create(
             [Visitor(id=vid, first_seen=first, last_seen=last) for vid, (first, last) in ordered],
@@ -220,6 +262,7 @@ def write_events(events: Sequence[dict[str, Any]], *, batch_key: str | None = No
         with transaction.atomic(using=using):
             if batch_key is not None:
                 IngestBatch.objects.using(using).create(key=batch_key, size=len(events))
+            floor = _event_id_floor(using)
             rows = _rows(events, visitors, times)
             if not _copy_rows(rows, using):  # (it took no row)
                 Event.objects.using(using).bulk_create(
@@ -227,7 +270,7 @@ def write_events(events: Sequence[dict[str, Any]], *, batch_key: str | None = No
                     batch_size=CHUNK // len(EVENT_COLUMNS),
                 )
             # Visitors last: their rows stay locked only from here to the commit.
-            merged = _upsert_visitors(visitors, times, using)
+            merged = _upsert_visitors(visitors, times, using, events_above=floor)
             for old, new in merged.items():
                 # A login merged this visitor: its events (these, and any that another
                 # writer left behind) follow it, under the lock just taken on the merged row.
