@@ -22,7 +22,7 @@ favours the peer. Each variant runs ``--repeats`` times, in alternating order; t
 truncated (and a CHECKPOINT taken) before every run, and every run's row count is checked.
 The script also prints how long each flusher batch keeps its visitor rows locked (what a
 login merge or an erasure of one of them may wait for): from the upsert's start to the commit.
-``--phases`` instead times each step of the flusher's path on its own.
+``--phases`` instead times each step inside the flusher's ``write_events`` calls.
 """
 
 from __future__ import annotations
