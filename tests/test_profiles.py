@@ -294,6 +294,19 @@ def test_refresh_updates_only_stale_visitors(shoppers):
     assert Profile.objects.filter(visitor_id=v).exists()
 
 
+def test_refresh_finds_events_that_did_not_move_last_seen(shoppers):
+    # On PostgreSQL, ingest moves last_seen only by more than 5 minutes: an event just after
+    # the build, close to the visitor's last_seen, leaves it before built_at.
+    v = uuid.uuid4()
+    write_events([event(v, "product_view", NOW - timedelta(minutes=2), "SHO-0001", "shoes")] * 3)
+    assert build.update_profiles([v], now=NOW) == 1
+    write_events(
+        [event(v, "purchase", NOW + timedelta(minutes=1), "SHO-0001", "shoes", value=50.0)]
+    )
+    assert build.refresh_profiles() >= 1
+    assert Profile.objects.get(visitor_id=v).monetary == pytest.approx(50.0)
+
+
 def test_segment_lookup_is_cached_and_invalidated_by_rebuilds(shoppers):
     build.build_profiles(now=NOW)
     visitor = Profile.objects.filter(segment__kind="learned").first().visitor_id

@@ -14,7 +14,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -569,11 +569,20 @@ def update_profiles(visitor_ids: Sequence[Any], now: datetime | None = None) -> 
     return len(profiles)
 
 
+# A visitor's last_seen can lag their newest event by up to 5 minutes (on PostgreSQL ingest
+# rewrites the row only when it moves further), and buffered events reach the database a
+# little after they happen. Visitors last seen this long before their profile was built are
+# refreshed again, so that such events do not wait for the nightly rebuild.
+REFRESH_OVERLAP = timedelta(minutes=10)
+
+
 def refresh_profiles(limit: int = 5000, chunk: int = 500) -> int:
-    """Incrementally update visitors seen since their profile was built (or never built)."""
+    """Incrementally update visitors seen since their profile was built (or never built),
+    with an overlap of REFRESH_OVERLAP."""
+    built = F("profile__built_at") - REFRESH_OVERLAP
     stale = (
         Visitor.objects.filter(merged_into__isnull=True)
-        .filter(Q(profile__isnull=True) | Q(last_seen__gt=F("profile__built_at")))
+        .filter(Q(profile__isnull=True) | Q(last_seen__gt=built))
         .filter(Exists(Event.objects.filter(visitor=OuterRef("pk"))))
         .values_list("id", flat=True)[:limit]
     )
