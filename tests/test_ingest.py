@@ -183,7 +183,7 @@ def test_events_of_a_merged_visitor_follow_it():
     assert Event.objects.get().visitor_id == user_visitor.pk
 
 
-def test_texts_that_would_split_an_array_are_refused_and_nothing_is_stored():
+def test_a_text_holding_two_ids_or_two_times_is_refused_and_nothing_is_stored():
     # Ids and times are checked all at once over their joined text; two valid ids joined
     # by a comma in one event must not pass as two.
     events = make_events(2, visitors=2)

@@ -47,11 +47,11 @@ EVENT_COLUMNS = (
     "properties",
     "occurred_at",
 )
-# The exact forms that go into PostgreSQL array literals unquoted: canonical UUIDs
-# (events.UUID_TEXT) and time_text() texts (events.TIME_TEXT), neither holding a comma. A
-# column is checked whole: joined with commas, its digits mapped to one letter ("x" for a
-# lower-case hex digit, "9" for a decimal one), it must equal the shape repeated; one
-# translate() and one comparison, about four times faster than a regular expression.
+# The exact forms in which events are written: canonical UUIDs (events.UUID_TEXT) and
+# time_text() texts (events.TIME_TEXT). A column is checked whole: joined with commas, its
+# digits mapped to one letter ("x" for a lower-case hex digit, "9" for a decimal one), it must
+# equal the shape repeated (so no text holds a comma); one translate() and one comparison,
+# about four times faster than a regular expression.
 HEX_DIGITS = str.maketrans("0123456789abcdef", "x" * 16)
 DIGITS = str.maketrans("0123456789", "9" * 10)
 UUID_SHAPE = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
