@@ -503,7 +503,7 @@ def test_a_write_after_an_erasure_began_waits_and_leaves_no_orphan(postgres, mon
     visitor = events[0]["visitor"]
     ingest.write_events(events[:2])
     locked, release = threading.Event(), threading.Event()
-    lock = privacy._lock
+    lock = privacy.lock_visitors
 
     def lock_and_hold(ids):
         lock(ids)
@@ -511,7 +511,7 @@ def test_a_write_after_an_erasure_began_waits_and_leaves_no_orphan(postgres, mon
             locked.set()
             release.wait(10)
 
-    monkeypatch.setattr(privacy, "_lock", lock_and_hold)
+    monkeypatch.setattr(privacy, "lock_visitors", lock_and_hold)
     eraser, erased = _in_thread(privacy.erase_visitor, visitor)
     assert locked.wait(10)
     writer, wrote = _waits(ingest.write_events, events[2:])
@@ -568,14 +568,13 @@ def test_a_login_merge_locks_its_visitors_in_id_order(postgres):
     # anonymous one could deadlock with a write naming both.
     from django.contrib.auth.models import User
 
-    from aigc_django.tracking.privacy import _lock
-    from aigc_django.tracking.visitors import merge_into_user
+    from aigc_django.tracking.visitors import lock_visitors, merge_into_user
 
     user = User.objects.create_user("shopper")
     low, high = sorted([uuid.uuid4(), uuid.uuid4()])
     Visitor.objects.create(id=high, user=user)
     Visitor.objects.create(id=low)
-    end_hold = _hold_open(_lock, [low])
+    end_hold = _hold_open(lock_visitors, [low])
     merger, merged = _waits(merge_into_user, low, User.objects.get(pk=user.pk))
     try:
         with transaction.atomic():  # the user's visitor is not locked yet

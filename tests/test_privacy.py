@@ -86,11 +86,11 @@ def test_a_merge_that_lands_before_the_lock_is_erased_with_every_lock_in_id_orde
 
     root = visitor_with_events(2)
     merged = visitor_with_events(3, merged_into=root)
-    read, lock = privacy._visitor_ids, privacy._lock
+    read, lock = privacy._visitor_ids, privacy.lock_visitors
     calls: list[list] = []
     # The first read misses the merge, as if it committed just after that read.
     monkeypatch.setattr(privacy, "_visitor_ids", lambda vid: [root.pk] if not calls else read(vid))
-    monkeypatch.setattr(privacy, "_lock", lambda ids: calls.append(list(ids)) or lock(ids))
+    monkeypatch.setattr(privacy, "lock_visitors", lambda ids: calls.append(list(ids)) or lock(ids))
     assert erase_visitor(root.pk) == {"visitors": 2, "events": 5}
     # The second round let go of the first lock and took both again, in id order (a
     # writer locks in id order too: taking the merged one after the root could deadlock).

@@ -15,6 +15,7 @@ from aigc_django.models import Event, IngestBatch, Profile, Visitor
 from aigc_django.profiles import lookup
 from aigc_django.tracking import ingest
 from aigc_django.tracking.events import time_text
+from aigc_django.tracking.visitors import lock_visitors
 
 logger = logging.getLogger("aigc_django.tracking")
 
@@ -25,12 +26,6 @@ def _visitor_ids(visitor_id: uuid.UUID | str) -> list[uuid.UUID]:
     ids = [root]
     ids += Visitor.objects.filter(merged_into_id=root).values_list("id", flat=True)
     return ids
-
-
-def _lock(ids: list[uuid.UUID]) -> None:
-    """Lock visitor rows until the transaction ends, in id order (as ingest does)."""
-    if ids:
-        list(Visitor.objects.select_for_update().filter(id__in=ids).order_by("id").values("id"))
 
 
 def _flush_quietly() -> None:
@@ -107,7 +102,7 @@ def _lock_visitor_and_merged(visitor_id: uuid.UUID | str) -> list[uuid.UUID]:
     ids = sorted(_visitor_ids(visitor_id))
     while True:
         savepoint = transaction.savepoint()
-        _lock(ids)
+        lock_visitors(ids)
         # A merge into the visitor needs its lock, so once it is held this read is final.
         found = set(_visitor_ids(visitor_id))
         if found <= set(ids):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable
 from functools import lru_cache
 from urllib.parse import urlparse
 
@@ -136,17 +137,20 @@ def get_visitor(visitor_id: uuid.UUID | None) -> Visitor | None:
     return visitor
 
 
-def _lock_in_id_order(visitor_id: uuid.UUID, user) -> dict[uuid.UUID, Visitor]:
-    """Lock (creating it if need be) the visitor and the user's unmerged visitors, one by one
-    in id order, as ingest locks the visitors of a batch: a batch that names both cannot
-    deadlock with a merge."""
-    ids = set(
-        Visitor.objects.filter(user=user, merged_into__isnull=True).values_list("id", flat=True)
-    )
+def lock_visitors(
+    ids: Iterable[uuid.UUID], create: uuid.UUID | None = None
+) -> dict[uuid.UUID, Visitor]:
+    """Lock the visitor rows with these ids until the transaction ends; return {id: Visitor}
+    for those that exist.
+
+    They are locked one by one in id order, the order in which ingest locks the visitors of a
+    batch, so a login merge, an erasure and a batch that name the same visitors never wait
+    for each other in a cycle. ``create`` is inserted when missing, in its place in that
+    order (a new row is locked as well).
+    """
     locked = {}
-    for vid in sorted(ids | {visitor_id}):
-        if vid == visitor_id:
-            # Inserted (if new) in its place in the order: a new row is locked as well.
+    for vid in sorted(set(ids) | ({create} if create is not None else set())):
+        if vid == create:
             Visitor.objects.bulk_create([Visitor(id=vid)], ignore_conflicts=True)
             locked[vid], _ = Visitor.objects.select_for_update().get_or_create(id=vid)
         elif visitor := Visitor.objects.select_for_update().filter(id=vid).first():
@@ -163,7 +167,8 @@ def merge_into_user(visitor_id: uuid.UUID, user) -> uuid.UUID:
     """
     visitor_id = uuid.UUID(str(visitor_id))
     with transaction.atomic():
-        locked = _lock_in_id_order(visitor_id, user)
+        user_visitors = Visitor.objects.filter(user=user, merged_into__isnull=True)
+        locked = lock_visitors(user_visitors.values_list("id", flat=True), create=visitor_id)
         anonymous = locked[visitor_id]
         existing = min(
             (v for v in locked.values() if v.user_id == user.pk and v.merged_into_id is None),
