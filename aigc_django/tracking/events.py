@@ -32,10 +32,33 @@ MAX_KEY_LENGTH = 128
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 
 
-# The exact form time_text() writes.
-TIME_TEXT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00")
-# The exact form visitor_text() writes (what str(uuid.UUID(...)) writes).
-UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# The exact forms of clean events' times (what time_text() writes) and visitor ids (what
+# str(uuid.UUID(...)) writes), as shapes: with each ASCII digit mapped to one letter ("9" for
+# a decimal digit, "x" for a lower-case hex one), a text of the form equals its shape. One
+# translate() and one comparison check one text or a whole column joined with commas (a text
+# holding a comma cannot pass).
+_DIGITS = str.maketrans("0123456789", "9" * 10)
+_HEX_DIGITS = str.maketrans("0123456789abcdef", "x" * 16)
+TIME_SHAPE = "9999-99-99T99:99:99.999999+99:99"
+UUID_SHAPE = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
+UTC_OFFSET = "+00:00"
+
+
+def _repeated(shape: str, count: int) -> str:
+    return (shape + ",") * (count - 1) + shape
+
+
+def are_time_texts(joined: str, count: int = 1) -> bool:
+    """Whether ``joined`` is ``count`` texts in time_text()'s form joined with commas."""
+    # The shape leaves the offset's digits open; one "+" per text, so count them as well.
+    return joined.count(UTC_OFFSET) == count and joined.translate(_DIGITS) == _repeated(
+        TIME_SHAPE, count
+    )
+
+
+def are_uuid_texts(joined: str, count: int = 1) -> bool:
+    """Whether ``joined`` is ``count`` canonical UUID texts joined with commas."""
+    return joined.translate(_HEX_DIGITS) == _repeated(UUID_SHAPE, count)
 
 
 def time_text(when: datetime | str) -> str:
@@ -44,7 +67,7 @@ def time_text(when: datetime | str) -> str:
     (naive ones are taken as UTC) or an ISO 8601 text (returned as it is when already in
     this form; ValueError when it is not a time)."""
     if isinstance(when, str):
-        if TIME_TEXT.fullmatch(when):
+        if are_time_texts(when):
             return when
         when = datetime.fromisoformat(when)
     if not isinstance(when, datetime):
@@ -58,7 +81,7 @@ def visitor_text(visitor: uuid.UUID | str) -> str:
     """A visitor id as clean events carry it: a lower-case, hyphenated UUID. Takes a UUID or
     any text ``uuid.UUID`` reads (returned as it is when already in this form); ValueError
     when it is not a UUID."""
-    if isinstance(visitor, str) and UUID_TEXT.fullmatch(visitor):
+    if isinstance(visitor, str) and are_uuid_texts(visitor):
         return visitor
     return str(visitor if isinstance(visitor, uuid.UUID) else uuid.UUID(str(visitor)))
 
@@ -217,5 +240,7 @@ def clean_event(
         "value": value,
         "properties": properties,
         # A text already in time_text()'s form is kept as it is (not formatted again).
-        "occurred_at": time_text(occurred_at if isinstance(occurred_at, str) else when),
+        "occurred_at": occurred_at
+        if isinstance(occurred_at, str) and are_time_texts(occurred_at)
+        else time_text(when),
     }

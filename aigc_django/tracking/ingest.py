@@ -34,7 +34,12 @@ from django.db import DataError, IntegrityError, connections, router, transactio
 
 from aigc_django.conf import aigc_settings
 from aigc_django.models.tracking import Event, IngestBatch, Visitor
-from aigc_django.tracking.events import time_text, visitor_text
+from aigc_django.tracking.events import (
+    are_time_texts,
+    are_uuid_texts,
+    time_text,
+    visitor_text,
+)
 
 logger = logging.getLogger("aigc_django.tracking")
 
@@ -47,16 +52,6 @@ EVENT_COLUMNS = (
     "properties",
     "occurred_at",
 )
-# The exact forms in which events are written: canonical UUIDs (events.UUID_TEXT) and
-# time_text() texts (events.TIME_TEXT). A column is checked whole: joined with commas, its
-# digits mapped to one letter ("x" for a lower-case hex digit, "9" for a decimal one), it must
-# equal the shape repeated (so no text holds a comma); one translate() and one comparison,
-# about four times faster than a regular expression.
-HEX_DIGITS = str.maketrans("0123456789abcdef", "x" * 16)
-DIGITS = str.maketrans("0123456789", "9" * 10)
-UUID_SHAPE = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
-TIME_SHAPE = "9999-99-99T99:99:99.999999+99:99"
-UTC_OFFSET = "+00:00"
 # Keep IN lists and bulk statements well inside every backend's parameter limit.
 CHUNK = 5000
 # last_seen moves forward (and first_seen back) only; a row is rewritten only when one of
@@ -98,21 +93,6 @@ _encode_json = json.JSONEncoder(separators=(",", ":")).encode
 # --------------------------------------------------------------------------------- writing
 
 
-def _shapes(shape: str, count: int) -> str:
-    return (shape + ",") * (count - 1) + shape
-
-
-def _all_uuid_texts(joined: str, count: int) -> bool:
-    return joined.translate(HEX_DIGITS) == _shapes(UUID_SHAPE, count)
-
-
-def _all_time_texts(joined: str, count: int) -> bool:
-    # The shape leaves the offset's digits open; one "+" per text, so count them as well.
-    return joined.count(UTC_OFFSET) == count and joined.translate(DIGITS) == _shapes(
-        TIME_SHAPE, count
-    )
-
-
 def _column(
     events: Sequence[dict[str, Any]],
     field: str,
@@ -135,8 +115,8 @@ def _column(
 def _checked_columns(events: Sequence[dict[str, Any]]) -> tuple[list[str], list[str]]:
     """The events' visitor ids (canonical) and times (time_text() texts); ValueError or
     TypeError for one that is neither, before anything is written."""
-    visitors = _column(events, "visitor", _all_uuid_texts, visitor_text)
-    return visitors, _column(events, "occurred_at", _all_time_texts, time_text)
+    visitors = _column(events, "visitor", are_uuid_texts, visitor_text)
+    return visitors, _column(events, "occurred_at", are_time_texts, time_text)
 
 
 def _event_id_floor(using: str) -> int | None:
