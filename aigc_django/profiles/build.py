@@ -14,7 +14,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from aigc_django.profiles.features import (
     read_events,
 )
 from aigc_django.profiles.rules import assign_rule_segments
+from aigc_django.tracking.ingest import LAST_SEEN_STEP
 
 logger = logging.getLogger("aigc_django.profiles")
 
@@ -569,11 +570,12 @@ def update_profiles(visitor_ids: Sequence[Any], now: datetime | None = None) -> 
     return len(profiles)
 
 
-# A visitor's last_seen can lag their newest event by up to 5 minutes (on PostgreSQL ingest
-# rewrites the row only when it moves further), and buffered events reach the database a
-# little after they happen. Visitors last seen this long before their profile was built are
-# refreshed again, so that such events do not wait for the nightly rebuild.
-REFRESH_OVERLAP = timedelta(minutes=10)
+# A visitor's last_seen can lag their newest event by up to LAST_SEEN_STEP (on PostgreSQL
+# ingest rewrites the row only when it moves further), and buffered events reach the database
+# a little after they happen (allowed as long again). Visitors last seen this long before
+# their profile was built are refreshed again, so such events do not wait for the nightly
+# rebuild.
+REFRESH_OVERLAP = 2 * LAST_SEEN_STEP
 
 
 def refresh_profiles(limit: int = 5000, chunk: int = 500) -> int:

@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -54,8 +55,10 @@ EVENT_COLUMNS = (
 )
 # Keep IN lists and bulk statements well inside every backend's parameter limit.
 CHUNK = 5000
-# last_seen moves forward (and first_seen back) only; a row is rewritten only when one of
-# them moves by more than five minutes, so the same visitors in batch after batch cost little.
+# last_seen moves forward (and first_seen back) only; on PostgreSQL a row is rewritten only
+# when last_seen moves by more than LAST_SEEN_STEP (or first_seen moves back), so the same
+# visitors in batch after batch cost little.
+LAST_SEEN_STEP = timedelta(minutes=5)
 # On PostgreSQL the statement reads each visitor's first and last time back from the events
 # the transaction has just written (by id: above an id it drew from the events' sequence before
 # writing them, up to the sequence's last value in this session); the range may also hold
@@ -74,7 +77,7 @@ UPSERT_SQL = {
         "ON CONFLICT (id) DO UPDATE SET "
         "last_seen = GREATEST(v.last_seen, EXCLUDED.last_seen), "
         "first_seen = LEAST(v.first_seen, EXCLUDED.first_seen) "
-        "WHERE v.last_seen < EXCLUDED.last_seen - interval '5 minutes' "
+        "WHERE v.last_seen < EXCLUDED.last_seen - interval '{step} seconds' "
         "OR v.first_seen > EXCLUDED.first_seen OR v.merged_into_id IS NOT NULL "
         "RETURNING v.id, v.merged_into_id"
         ") SELECT id, merged_into_id FROM written WHERE merged_into_id IS NOT NULL"
@@ -149,7 +152,9 @@ def _upsert_visitors(
         events = ops.quote_name(Event._meta.db_table)
         with connection.cursor() as cursor:
             cursor.execute(
-                UPSERT_SQL["postgresql"].format(visitors=table, events=events),
+                UPSERT_SQL["postgresql"].format(
+                    visitors=table, events=events, step=int(LAST_SEEN_STEP.total_seconds())
+                ),
                 [events_above, events],
             )
             return {str(a): str(b) for a, b in cursor.fetchall()}
