@@ -33,32 +33,25 @@ MAX_CLOCK_SKEW = timedelta(minutes=5)
 
 
 # The exact forms of clean events' times (what time_text() writes) and visitor ids (what
-# str(uuid.UUID(...)) writes), as shapes: with each ASCII digit mapped to one letter ("9" for
-# a decimal digit, "x" for a lower-case hex one), a text of the form equals its shape. One
-# translate() and one comparison check one text or a whole column joined with commas (a text
-# holding a comma cannot pass).
-_DIGITS = str.maketrans("0123456789", "9" * 10)
-_HEX_DIGITS = str.maketrans("0123456789abcdef", "x" * 16)
-TIME_SHAPE = "9999-99-99T99:99:99.999999+99:99"
-UUID_SHAPE = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
-UTC_OFFSET = "+00:00"
+# str(uuid.UUID(...)) writes), ASCII digits only ("\d" would take any script's digits, which
+# PostgreSQL refuses).
+TIME_FORM = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}\+00:00"
+UUID_FORM = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+TIME_TEXT = re.compile(TIME_FORM)
+UUID_TEXT = re.compile(UUID_FORM)
+# Whole columns of them joined with commas, checked with one match (neither form holds one).
+_TIME_TEXTS = re.compile(rf"(?:{TIME_FORM},)*{TIME_FORM}")
+_UUID_TEXTS = re.compile(rf"(?:{UUID_FORM},)*{UUID_FORM}")
 
 
-def _repeated(shape: str, count: int) -> str:
-    return (shape + ",") * (count - 1) + shape
-
-
-def are_time_texts(joined: str, count: int = 1) -> bool:
+def are_time_texts(joined: str, count: int) -> bool:
     """Whether ``joined`` is ``count`` texts in time_text()'s form joined with commas."""
-    # The shape leaves the offset's digits open; one "+" per text, so count them as well.
-    return joined.count(UTC_OFFSET) == count and joined.translate(_DIGITS) == _repeated(
-        TIME_SHAPE, count
-    )
+    return joined.count(",") == count - 1 and _TIME_TEXTS.fullmatch(joined) is not None
 
 
-def are_uuid_texts(joined: str, count: int = 1) -> bool:
+def are_uuid_texts(joined: str, count: int) -> bool:
     """Whether ``joined`` is ``count`` canonical UUID texts joined with commas."""
-    return joined.translate(_HEX_DIGITS) == _repeated(UUID_SHAPE, count)
+    return joined.count(",") == count - 1 and _UUID_TEXTS.fullmatch(joined) is not None
 
 
 def time_text(when: datetime | str) -> str:
@@ -67,7 +60,7 @@ def time_text(when: datetime | str) -> str:
     (naive ones are taken as UTC) or an ISO 8601 text (returned as it is when already in
     this form; ValueError when it is not a time)."""
     if isinstance(when, str):
-        if are_time_texts(when):
+        if TIME_TEXT.fullmatch(when):
             return when
         when = datetime.fromisoformat(when)
     if not isinstance(when, datetime):
@@ -81,7 +74,7 @@ def visitor_text(visitor: uuid.UUID | str) -> str:
     """A visitor id as clean events carry it: a lower-case, hyphenated UUID. Takes a UUID or
     any text ``uuid.UUID`` reads (returned as it is when already in this form); ValueError
     when it is not a UUID."""
-    if isinstance(visitor, str) and are_uuid_texts(visitor):
+    if isinstance(visitor, str) and UUID_TEXT.fullmatch(visitor):
         return visitor
     return str(visitor if isinstance(visitor, uuid.UUID) else uuid.UUID(str(visitor)))
 
@@ -241,6 +234,6 @@ def clean_event(
         "properties": properties,
         # A text already in time_text()'s form is kept as it is (not formatted again).
         "occurred_at": occurred_at
-        if isinstance(occurred_at, str) and are_time_texts(occurred_at)
+        if isinstance(occurred_at, str) and TIME_TEXT.fullmatch(occurred_at)
         else time_text(when),
     }
